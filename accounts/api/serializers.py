@@ -1,0 +1,25 @@
+from rest_framework import serializers
+
+from accounts.models import User
+
+
+class UserSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = User
+        fields = ["id", "username", "email", "role", "is_guest", "pseudonym", "time_zone"]
+        read_only_fields = fields
+
+
+class GuestCreateSerializer(serializers.Serializer):
+    client = serializers.ChoiceField(choices=["app", "browser"], default="browser")
+
+
+class GuestCreatedSerializer(serializers.Serializer):
+    user = UserSerializer()
+    session_token = serializers.CharField(required=False, help_text="Only for app clients: send as X-Session-Token.")
+
+
+class GuestUpgradeSerializer(serializers.Serializer):
+    username = serializers.RegexField(r"^[\w.@+-]{3,150}$")
+    password = serializers.CharField(min_length=8, max_length=128, write_only=True)
+    email = serializers.EmailField(required=False, allow_blank=True, default="")

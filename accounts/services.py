@@ -1,0 +1,71 @@
+"""Account actions: guests, upgrades, demo accounts."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.contrib.auth import password_validation
+from django.db import transaction
+
+from crowdseg.errors import Conflict, DomainError, Forbidden
+
+from .models import Role, User
+
+_ADJECTIVES = ["brisk", "calm", "clever", "eager", "keen", "lucid", "nimble", "quiet", "steady", "swift"]
+_NOUNS = ["heron", "otter", "lynx", "falcon", "badger", "marten", "ibis", "orca", "wren", "gecko"]
+
+
+def pseudonym_generate() -> str:
+    """A leaderboard name that says nothing about the person: ``swift-otter-4821``."""
+    return f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_NOUNS)}-{secrets.randbelow(10000):04d}"
+
+
+def guest_create() -> User:
+    """A volunteer who can play at once, with no username chosen and no password."""
+    user = User(username=f"guest-{secrets.token_hex(8)}", role=Role.VOLUNTEER, is_guest=True)
+    user.pseudonym = pseudonym_generate()
+    user.set_unusable_password()
+    user.save()
+    return user
+
+
+@transaction.atomic
+def guest_upgrade(*, user: User, username: str, password: str, email: str = "") -> User:
+    """Give a guest a username and password; their play history stays theirs (same row).
+
+    Raises DomainError for a non-guest, a taken username or e-mail, or a weak password.
+    """
+    user = User.objects.select_for_update().get(pk=user.pk)
+    if not user.is_guest:
+        raise Forbidden("only guest accounts can be upgraded", code="not_a_guest")
+    if User.objects.filter(username__iexact=username).exclude(pk=user.pk).exists():
+        raise Conflict(f"username {username!r} is taken", code="username_taken", fields={"username": ["taken"]})
+    if email and User.objects.filter(email__iexact=email).exclude(pk=user.pk).exists():
+        raise Conflict("this e-mail address is already in use", code="email_taken", fields={"email": ["taken"]})
+    user.username = username
+    user.email = email
+    try:
+        password_validation.validate_password(password, user)
+    except Exception as exc:  # django.core.exceptions.ValidationError
+        messages = list(getattr(exc, "messages", [str(exc)]))
+        raise DomainError(" ".join(messages), code="weak_password", fields={"password": messages}) from None
+    user.set_password(password)
+    user.is_guest = False
+    user.save()
+    return user
+
+
+def user_ensure(*, username: str, password: str, role: str, email: str = "", is_staff: bool = False) -> tuple[User, bool]:
+    """Create a user with this username, or leave an existing one as it is (demo loading).
+
+    Returns (user, created).
+    """
+    user, created = User.objects.get_or_create(
+        username=username,
+        defaults={"role": role, "email": email, "is_staff": is_staff, "is_superuser": is_staff},
+    )
+    if created:
+        user.pseudonym = pseudonym_generate()
+        user.set_password(password)
+        user.save()
+    return user, created

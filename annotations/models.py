@@ -1,0 +1,159 @@
+"""Datasets of medical images, what to segment in them, and the masks people draw.
+
+Masks are stored as COCO RLE dicts (``{"size": [H, W], "counts": "..."}``, column-major, see
+``inference.engine.rle``); areas are in pixels of the image's native resolution.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+from django.conf import settings
+from django.core.files.storage import storages
+from django.db import models
+
+
+def _private_storage():
+    return storages["private"]
+
+
+def _uid_key() -> str:
+    return secrets.token_hex(32)
+
+
+class Modality(models.TextChoices):
+    CT = "CT", "CT"
+    MR = "MR", "MR"
+    RGB = "RGB", "Colour (photograph, microscopy, colour DICOM)"
+    OT = "OT", "Other greyscale"
+
+
+class SourceFormat(models.TextChoices):
+    DICOM = "dicom", "DICOM"
+    NIFTI = "nifti", "NIfTI"
+    PNG = "png", "PNG"
+    JPEG = "jpeg", "JPEG"
+    TIFF = "tiff", "TIFF"
+
+
+class Dataset(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="datasets")
+    # Secret that DICOM UIDs are remapped with: consistent within the dataset, unlinkable across.
+    uid_key = models.CharField(max_length=64, default=_uid_key, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class LabelClass(models.Model):
+    """A structure to segment (white matter, liver, lesion)."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="label_classes")
+    name = models.CharField(max_length=100)
+    color = models.CharField(max_length=7, default="#ff5a36", help_text="Overlay colour, #rrggbb")
+    instructions = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["dataset", "name"], name="labelclass_unique_name")]
+        verbose_name_plural = "label classes"
+
+    def __str__(self) -> str:
+        return f"{self.dataset} / {self.name}"
+
+
+class Image(models.Model):
+    """One 2-D image: a PNG, a DICOM frame or a slice of a volume.
+
+    ``display`` is what phones load (bounded size, no metadata); ``model_input`` is the (H, W, 3)
+    uint8 array the model encodes, kept in private storage. ``width``/``height`` are the native
+    size in pixels, which masks must match.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="images")
+    modality = models.CharField(max_length=3, choices=Modality.choices)
+    source_format = models.CharField(max_length=5, choices=SourceFormat.choices)
+    source_name = models.CharField(max_length=255, help_text="File name it was imported from")
+    source_sha256 = models.CharField(max_length=64, help_text="sha256 of the imported file")
+    frame_key = models.CharField(max_length=64, help_text="Which image inside the file")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    display = models.FileField(upload_to="display/")
+    model_input = models.FileField(upload_to="model-input/", storage=_private_storage)
+    original = models.FileField(upload_to="originals/", storage=_private_storage, blank=True)
+    metadata = models.JSONField(default=dict, blank=True, help_text="De-identified")
+    preprocessing = models.JSONField(default=dict, blank=True)
+    slice_axis = models.CharField(max_length=10, blank=True)
+    slice_index = models.PositiveIntegerField(null=True, blank=True)
+    slice_count = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "source_sha256", "frame_key"], name="image_unique_source")
+        ]
+        indexes = [models.Index(fields=["dataset", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.source_name} [{self.frame_key}]"
+
+
+class Task(models.Model):
+    """Segment one label class in one image. Its id is opaque: clients cannot order or date it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="tasks")
+    label_class = models.ForeignKey(LabelClass, on_delete=models.CASCADE, related_name="tasks")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["image", "label_class"], name="task_unique_image_class")]
+
+    def __str__(self) -> str:
+        return f"{self.label_class.name} in {self.image}"
+
+
+class SuggestionUse(models.TextChoices):
+    NONE = "none", "Drawn without the suggestion"
+    ACCEPTED = "accepted", "Suggestion accepted unchanged"
+    EDITED = "edited", "Suggestion edited"
+
+
+class Annotation(models.Model):
+    """A mask someone submitted for a task. ``client_key`` makes a submission idempotent."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="annotations")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="annotations")
+    mask = models.JSONField(help_text="COCO RLE")
+    area = models.PositiveIntegerField(help_text="Foreground pixels")
+    suggestion_use = models.CharField(max_length=8, choices=SuggestionUse.choices, default=SuggestionUse.NONE)
+    time_spent_ms = models.PositiveIntegerField(default=0)
+    client_key = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["annotator", "client_key"], name="annotation_unique_client_key")
+        ]
+        indexes = [models.Index(fields=["task", "created_at"])]
+
+
+class GoldStandard(models.Model):
+    """The expert mask of a task: never sent to a volunteer's client."""
+
+    class Source(models.TextChoices):
+        IMPORT = "import", "Imported"
+        EXPERT = "expert", "Drawn by an expert"
+        REVIEW = "review", "Accepted in review"
+
+    task = models.OneToOneField(Task, on_delete=models.CASCADE, related_name="gold")
+    mask = models.JSONField(help_text="COCO RLE")
+    area = models.PositiveIntegerField(help_text="Foreground pixels")
+    source = models.CharField(max_length=6, choices=Source.choices, default=Source.EXPERT)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)

@@ -1,0 +1,42 @@
+"""Reads with access rules: a researcher sees their own datasets, staff see all."""
+
+from __future__ import annotations
+
+from django.db.models import Count, QuerySet
+
+from accounts.models import User
+from crowdseg.errors import NotFound
+
+from .models import Dataset, Image, Task
+
+
+def datasets_for_researcher(*, user: User) -> QuerySet[Dataset]:
+    datasets = Dataset.objects.annotate(image_count=Count("images", distinct=True)).order_by("name")
+    if user.is_staff or user.is_superuser:
+        return datasets
+    if not user.is_researcher:
+        return datasets.none()
+    return datasets.filter(owner=user)
+
+
+def dataset_get_for_researcher(*, user: User, dataset_id: int) -> Dataset:
+    """The dataset, or NotFound — also for datasets that exist but belong to someone else."""
+    dataset = datasets_for_researcher(user=user).filter(pk=dataset_id).first()
+    if dataset is None:
+        raise NotFound(f"dataset {dataset_id} not found")
+    return dataset
+
+
+def images_of_dataset(*, dataset: Dataset) -> QuerySet[Image]:
+    return dataset.images.order_by("source_name", "slice_index", "frame_key")
+
+
+def task_get_for_researcher(*, user: User, task_id) -> Task:
+    task = (
+        Task.objects.select_related("image", "label_class__dataset")
+        .filter(pk=task_id, label_class__dataset__in=datasets_for_researcher(user=user))
+        .first()
+    )
+    if task is None:
+        raise NotFound(f"task {task_id} not found")
+    return task

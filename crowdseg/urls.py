@@ -1,0 +1,34 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path, re_path
+from django.views.static import serve
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from .api import json_error_view
+from .health import HealthView, liveness
+
+api_v1 = [
+    path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("health", HealthView.as_view(), name="health"),
+    path("", include("accounts.api.urls")),
+    path("", include("annotations.api.urls")),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("_allauth/", include("allauth.headless.urls")),
+    path("api/v1/", include(api_v1)),
+    path("healthz", liveness, name="liveness"),
+]
+
+if settings.CROWDSEG_SERVE_MEDIA:
+    # Display renditions for the embedded demo; a deployment serves them from object storage.
+    urlpatterns.append(
+        re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})
+    )
+
+handler400 = json_error_view(400, "bad_request", "bad request")
+handler403 = json_error_view(403, "forbidden", "you may not do this")
+handler404 = json_error_view(404, "not_found", "no such resource")
+handler500 = json_error_view(500, "server_error", "the server failed; the error was logged")
