@@ -39,6 +39,7 @@ class ResearcherFactory(UserFactory):
 class DatasetFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Dataset
+        skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"dataset {n}")
     owner = factory.SubFactory(ResearcherFactory)

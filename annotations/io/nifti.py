@@ -15,6 +15,7 @@ ever copied out: metadata is built from numbers only.
 
 from __future__ import annotations
 
+import copy
 import gzip
 import io
 import math
@@ -40,9 +41,7 @@ _HU_MIN, _HU_MAX = -500.0, 500.0
 _UNIT_TO_MM = {"meter": 1000.0, "mm": 1.0, "micron": 0.001, "unknown": 1.0}
 
 
-def volume_slices(
-    data: bytes, name: str, options: ReadOptions
-) -> tuple[list[tuple[SliceInfo, np.ndarray]], dict]:
+def volume_slices(data: bytes, name: str, options: ReadOptions) -> tuple[list[tuple[SliceInfo, np.ndarray]], dict]:
     """Cut a NIfTI volume into display-oriented 2-D slices of raw values.
 
     Returns ([(SliceInfo(axis, index, count), float32 (H, W) array), ...], volume metadata).
@@ -83,7 +82,7 @@ def read_nifti(data: bytes, name: str, options: ReadOptions) -> list[DecodedImag
                 modality=modality,
                 source_format="nifti",
                 frame_key=f"{axis}-{info.index}",
-                metadata=dict(meta),
+                metadata=copy.deepcopy(meta),  # images must not share mutable lists
                 preprocessing=record,
                 slice=info,
             )
@@ -102,25 +101,21 @@ def _load_canonical(data: bytes, name: str, options: ReadOptions) -> tuple[np.nd
     """
     if options.nifti_axis not in AXES:
         raise ValueError(f"nifti_axis must be one of {AXES}, got {options.nifti_axis!r}")
-    stream: io.BufferedIOBase = (
-        gzip.GzipFile(fileobj=io.BytesIO(data)) if data[:2] == _GZIP_MAGIC else io.BytesIO(data)
-    )
+    stream: io.BufferedIOBase = gzip.GzipFile(fileobj=io.BytesIO(data)) if data[:2] == _GZIP_MAGIC else io.BytesIO(data)
     try:
         head = stream.read(540)
         header = _parse_header(head, name)
         shape3, affine, dtype = _check_header(header, name, options)
         # Read exactly what the header declares, and a little more to spot a bomb.
-        total = max(header.get_data_offset(), header.sizeof_hdr + 4) + math.prod(
-            header.get_data_shape()
-        ) * dtype.itemsize
+        total = (
+            max(header.get_data_offset(), header.sizeof_hdr + 4) + math.prod(header.get_data_shape()) * dtype.itemsize
+        )
         if isinstance(stream, io.BytesIO) and len(data) >= total:
             raw = data  # already in memory; nibabel reads only the declared voxels
         else:
             raw = head[:total] + stream.read(max(total - len(head), 0))
         if len(raw) < total:
-            raise ImageReadError(
-                name, f"truncated NIfTI data: header declares {total} bytes, file holds {len(raw)}"
-            )
+            raise ImageReadError(name, f"truncated NIfTI data: header declares {total} bytes, file holds {len(raw)}")
         if len(stream.read(_TRAILING_SLACK + 1)) > _TRAILING_SLACK:
             raise ImageReadError(name, "NIfTI file holds more data than its header declares")
     except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
@@ -130,8 +125,9 @@ def _load_canonical(data: bytes, name: str, options: ReadOptions) -> tuple[np.nd
     try:
         img = image_class.from_bytes(raw)
         volume = img.get_fdata(dtype=np.float32)
-    except (HeaderDataError, ValueError, OSError) as exc:
-        raise ImageReadError(name, f"corrupt NIfTI data ({exc})") from None
+    except (HeaderDataError, ValueError, OSError, EOFError, IndexError, KeyError, struct.error) as exc:
+        # nibabel reports a corrupt extension or data block with any of these
+        raise ImageReadError(name, f"corrupt NIfTI data ({type(exc).__name__}: {exc})") from None
     del raw, img
     volume = volume.reshape(shape3)  # squeeze trailing size-1 dims, pad a 2-D image
 
@@ -139,7 +135,10 @@ def _load_canonical(data: bytes, name: str, options: ReadOptions) -> tuple[np.nd
     # (a view: flips and transposes only), so values and affine stay consistent.
     canonical = nib.as_closest_canonical(nib.Nifti2Image(volume, affine))
     volume = np.asanyarray(canonical.dataobj)
-    unit = _UNIT_TO_MM.get(header.get_xyzt_units()[0], 1.0)
+    try:
+        unit = _UNIT_TO_MM.get(header.get_xyzt_units()[0], 1.0)
+    except KeyError:  # unknown unit code: NIfTI's default is mm
+        unit = 1.0
     voxel_mm = [float(round(v * unit, 6)) for v in np.linalg.norm(canonical.affine[:3, :3], axis=0)]
     axis = options.nifti_axis
     along = AXES.index(axis)
@@ -196,9 +195,7 @@ def _check_header(
     if not shape or min(shape) <= 0:
         raise ImageReadError(name, f"NIfTI volume has no voxels (shape {shape})")
     if len(shape) > 3 and math.prod(shape[3:]) > 1:
-        raise ImageReadError(
-            name, f"{len(shape)}-D volume (shape {shape}) where a 3-D volume is expected"
-        )
+        raise ImageReadError(name, f"{len(shape)}-D volume (shape {shape}) where a 3-D volume is expected")
     if len(shape) == 1:
         raise ImageReadError(name, f"1-D NIfTI data (shape {shape}) is not an image")
     shape3 = (shape + (1,))[:3]  # a 2-D image is a one-slice volume
@@ -250,7 +247,7 @@ def _iter_slices(volume: np.ndarray, axis: str):
     along = AXES.index(axis)
     count = volume.shape[along]
     for index in range(count):
-        plane = np.take(volume, index, axis=along)
+        plane = volume[(slice(None),) * along + (index,)]  # a view; np.take would copy slowly
         yield SliceInfo(axis=axis, index=index, count=count), _display(plane)
 
 

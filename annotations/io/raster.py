@@ -69,9 +69,7 @@ def _read(data: bytes, name: str, options: ReadOptions) -> list[DecodedImage]:
         check_size(name, height, width, options)  # before load(): nothing decoded yet
         total_pixels += width * height
         if total_pixels > options.max_volume_voxels:
-            raise ImageReadError(
-                name, f"{pages} pages exceed the limit of {options.max_volume_voxels} pixels in all"
-            )
+            raise ImageReadError(name, f"{pages} pages exceed the limit of {options.max_volume_voxels} pixels in all")
         mode = img.mode
         img.load()
         frame = ImageOps.exif_transpose(img) if source_format == "jpeg" else img

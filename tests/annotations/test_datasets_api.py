@@ -65,15 +65,20 @@ def test_importing_the_same_file_twice_changes_nothing(alice, dataset):
     assert Image.objects.filter(dataset=dataset).count() == 1
 
 
+def stored_files(settings) -> set:
+    roots = [settings.MEDIA_ROOT, settings.DATA_DIR / "private"]
+    return {p for root in roots if root.exists() for p in root.rglob("*") if p.is_file()}
+
+
 def test_it_rejects_a_corrupt_file_naming_it_and_imports_nothing(alice, dataset, settings):
+    before = stored_files(settings)
     good = upload("good.png", png_bytes(seed=4))
     bad = upload("scan-0042.png", png_bytes(seed=5)[:60])
     r = client_for(alice).post(f"/api/v1/datasets/{dataset.pk}/images", {"files": [good, bad]}, format="multipart")
     assert r.status_code == 400
     assert "scan-0042.png" in r.json()["error"]["message"]
     assert not Image.objects.exists() and not Task.objects.exists()
-    media = settings.MEDIA_ROOT / "display"
-    assert not media.exists() or not any(media.rglob("*.webp"))
+    assert stored_files(settings) == before  # the good file's renditions were removed too
 
 
 def test_it_rejects_a_huge_png_before_decoding(alice, dataset):

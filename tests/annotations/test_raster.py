@@ -164,9 +164,7 @@ def test_garbage_refused():
         read_raster(b"\x89PNG\r\n\x1a\n" + b"\x00" * 50, "junk.png", OPTS)
 
 
-@pytest.mark.parametrize(
-    ("fmt", "expected"), [("PNG", "png"), ("JPEG", "jpeg"), ("TIFF", "tiff")]
-)
+@pytest.mark.parametrize(("fmt", "expected"), [("PNG", "png"), ("JPEG", "jpeg"), ("TIFF", "tiff")])
 def test_dispatcher_routes_raster(fmt: str, expected: str):
     data = encode(Image.new("RGB", (6, 4), (10, 20, 30)), fmt)
     [out] = read_images(data, "whatever.bin", uid_key=KEY)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 from tqdm import tqdm
 
 from accounts.models import User
@@ -49,6 +50,14 @@ class Command(BaseCommand):
         files = _files(opts["paths"])
         if not files:
             raise CommandError("no files to import")
+        if opts["skip_bad"]:
+            self._import(files, opts)
+        else:
+            # All or nothing, the new dataset included.
+            with transaction.atomic():
+                self._import(files, opts)
+
+    def _import(self, files: list[Path], opts) -> None:
         dataset = self._dataset(opts)
         options = ReadOptions(ct_window=opts["ct_window"], nifti_axis=opts["axis"])
         sources = [services.PathSource(p) for p in files]

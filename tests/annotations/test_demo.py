@@ -1,0 +1,49 @@
+"""The demo data: real images with gold standards, loaded idempotently."""
+
+from __future__ import annotations
+
+import io
+
+import nibabel as nib
+import numpy as np
+import pytest
+from django.core.management import call_command
+
+from accounts.models import User
+from annotations.demo import DICOM_DATASET, MNI_DATASET, mni_path
+from annotations.models import Dataset, GoldStandard, Image, Task
+from inference.engine import rle
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+
+def counts() -> tuple[int, ...]:
+    return tuple(m.objects.count() for m in (User, Dataset, Image, Task, GoldStandard))
+
+
+def test_demo_loads_real_images_with_golds_and_twice_changes_nothing():
+    out = io.StringIO()
+    call_command("load_demo", "--mni-slices", "4", stdout=out)
+    assert "password for all" in out.getvalue() and "rachel" in out.getvalue()
+    first = counts()
+    mni = Dataset.objects.get(name=MNI_DATASET)
+    assert mni.images.count() == 4
+    assert GoldStandard.objects.filter(task__image__dataset=mni).count() == 8  # white + grey matter
+    assert Dataset.objects.get(name=DICOM_DATASET).images.filter(modality="CT").exists()
+
+    call_command("load_demo", "--mni-slices", "4", stdout=io.StringIO())
+    assert counts() == first
+
+
+def test_demo_gold_is_the_white_matter_map_of_the_same_slice():
+    call_command("load_demo", "--mni-slices", "3", stdout=io.StringIO())
+    gold = GoldStandard.objects.filter(task__label_class__name="white matter").select_related("task__image").first()
+    image = gold.task.image
+    mask = rle.decode(gold.mask)
+    assert mask.shape == (image.height, image.width)
+    # Recompute from the volume: RAS volume, axial slice, shown with anterior up and right on the left.
+    wm = np.asarray(nib.as_closest_canonical(nib.load(mni_path("wm"))).dataobj)[:, :, image.slice_index]
+    # wm is indexed [x: left->right, y: posterior->anterior]; the display has rows from anterior
+    # to posterior and columns from the patient's right to left.
+    expected = wm.T[::-1, ::-1] >= 128
+    assert np.array_equal(mask, expected)
