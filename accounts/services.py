@@ -55,7 +55,9 @@ def guest_upgrade(*, user: User, username: str, password: str, email: str = "") 
     return user
 
 
-def user_ensure(*, username: str, password: str, role: str, email: str = "", is_staff: bool = False) -> tuple[User, bool]:
+def user_ensure(
+    *, username: str, password: str, role: str, email: str = "", is_staff: bool = False
+) -> tuple[User, bool]:
     """Create a user with this username, or leave an existing one as it is (demo loading).
 
     Returns (user, created).

@@ -53,7 +53,9 @@ class DatasetAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">Import images</a>', reverse("admin:annotations_dataset_import", args=[obj.pk]))
 
     def get_urls(self):
-        extra = [path("<int:pk>/import/", self.admin_site.admin_view(self.import_view), name="annotations_dataset_import")]
+        extra = [
+            path("<int:pk>/import/", self.admin_site.admin_view(self.import_view), name="annotations_dataset_import")
+        ]
         return extra + super().get_urls()
 
     def import_view(self, request, pk):
@@ -73,8 +75,13 @@ class DatasetAdmin(admin.ModelAdmin):
                     request, f"{len(result.created)} images imported, {result.skipped} were already there."
                 )
                 return redirect("admin:annotations_dataset_change", pk)
-        context = {**self.admin_site.each_context(request), "form": form, "dataset": dataset,
-                   "opts": self.model._meta, "title": f"Import images into {dataset}"}
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "dataset": dataset,
+            "opts": self.model._meta,
+            "title": f"Import images into {dataset}",
+        }
         return render(request, "admin/annotations/dataset/import.html", context)
 
 

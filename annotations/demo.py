@@ -88,8 +88,12 @@ def demo_load(*, mni_slices: int = 24) -> DemoSummary:
     images_created = golds_created = 0
 
     options = ReadOptions(nifti_axis="axial")
-    mni = _dataset(MNI_DATASET, owner, ["white matter", "grey matter"],
-                   "Axial slices of the MNI ICBM152 2009a T1 template; gold standards from its tissue maps.")
+    mni = _dataset(
+        MNI_DATASET,
+        owner,
+        ["white matter", "grey matter"],
+        "Axial slices of the MNI ICBM152 2009a T1 template; gold standards from its tissue maps.",
+    )
     golds = mni_gold_slices(mni_slices, options)
     result = services.images_import(
         dataset=mni,
@@ -108,8 +112,12 @@ def demo_load(*, mni_slices: int = 24) -> DemoSummary:
         )
         golds_created += 1
 
-    dicom = _dataset(DICOM_DATASET, owner, ["structure of interest"],
-                     "Real CT and MR DICOM files from pydicom's test data, de-identified on import.")
+    dicom = _dataset(
+        DICOM_DATASET,
+        owner,
+        ["structure of interest"],
+        "Real CT and MR DICOM files from pydicom's test data, de-identified on import.",
+    )
     result = services.images_import(
         dataset=dicom,
         sources=[services.PathSource(pydicom_test_file(n)) for n in PYDICOM_FILES],

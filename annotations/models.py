@@ -136,10 +136,11 @@ class Annotation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["annotator", "client_key"], name="annotation_unique_client_key")
-        ]
+        constraints = [models.UniqueConstraint(fields=["annotator", "client_key"], name="annotation_unique_client_key")]
         indexes = [models.Index(fields=["task", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} on {self.task_id}"
 
 
 class GoldStandard(models.Model):
@@ -157,3 +158,6 @@ class GoldStandard(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"gold of {self.task_id}"

@@ -9,3 +9,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crowdseg.settings.local")
 app = Celery("crowdseg")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+app.conf.imports = ("crowdseg.tasks",)  # the project package is not an installed app

@@ -24,9 +24,7 @@ urlpatterns = [
 
 if settings.CROWDSEG_SERVE_MEDIA:
     # Display renditions for the embedded demo; a deployment serves them from object storage.
-    urlpatterns.append(
-        re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})
-    )
+    urlpatterns.append(re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT}))
 
 handler400 = json_error_view(400, "bad_request", "bad request")
 handler403 = json_error_view(403, "forbidden", "you may not do this")

@@ -61,22 +61,41 @@ def dataset(alice):
     return DatasetFactory(owner=alice, label_classes=["liver"])
 
 
+def child_process_env() -> dict:
+    """The environment of a child process that must open the test database (PostgreSQL runs)."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    return {**os.environ, "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"}
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker):
     """A real Celery worker in its own process, on the test database and the Redis broker."""
     from django.conf import settings
 
-    db = settings.DATABASES["default"]
     env = {
-        **os.environ,
+        **child_process_env(),
         "DJANGO_SETTINGS_MODULE": "crowdseg.settings.test",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "CROWDSEG_DATA_DIR": str(settings.DATA_DIR),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "crowdseg", "worker", "--pool=solo", "--concurrency=1",
-         "--loglevel=WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "crowdseg",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "--loglevel=WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=ROOT,
+        env=env,
     )
     from crowdseg.celery import app
 

@@ -33,8 +33,20 @@ class ImageSerializer(serializers.ModelSerializer):
     class Meta:
         model = Image
         fields = [
-            "id", "modality", "source_format", "source_name", "frame_key", "width", "height",
-            "display_url", "metadata", "preprocessing", "slice_axis", "slice_index", "slice_count", "created_at",
+            "id",
+            "modality",
+            "source_format",
+            "source_name",
+            "frame_key",
+            "width",
+            "height",
+            "display_url",
+            "metadata",
+            "preprocessing",
+            "slice_axis",
+            "slice_index",
+            "slice_count",
+            "created_at",
         ]
 
 

@@ -39,6 +39,9 @@ __all__ = ["read_dicom"]
 _DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})  # float, double, integer pixels
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+# Free-text VRs: what the profile keeps of them (e.g. an overlay description) is not needed
+# downstream, and metadata must hold no free text (see ``DecodedImage``).
+_FREE_TEXT_VRS = frozenset({"LT", "ST", "UT", "UC"})
 _JSON_BINARY_LIMIT = 1024  # bytes; larger binary attributes are left out of the metadata
 # JPEG start-of-frame markers (ITU T.81 B.1.1.3) and JPEG-LS SOF55 (ISO 14495-1).
 _SOF_MARKERS = frozenset({*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), 0xCD, 0xCE, 0xCF, 0xF7})
@@ -55,7 +58,10 @@ def read_dicom(data: bytes, name: str, options: ReadOptions, *, uid_key: bytes) 
     """
     with _quiet_pydicom():
         ds = _parse(data, name)
-        deidentify(ds, uid_key=uid_key)
+        try:
+            deidentify(ds, uid_key=uid_key)
+        except Exception as exc:  # never go on with a header we could not clean
+            raise ImageReadError(name, f"could not de-identify the header ({type(exc).__name__})") from None
         _refuse_non_image(ds, name)
         rows, columns, frames = _geometry(ds, name, options)
         tsyntax = _transfer_syntax(ds, name)
@@ -63,10 +69,10 @@ def read_dicom(data: bytes, name: str, options: ReadOptions, *, uid_key: bytes) 
         _check_encoded(ds, tsyntax, frames, name, options)
         metadata = _metadata(ds, tsyntax, rows, columns, frames)
         images: list[DecodedImage] = []
+        multi = frames > 1
         try:
             for index, (frame, photometric) in enumerate(_decode_frames(ds, decoder)):
                 pixels, modality, record = _preprocess(ds, frame, photometric, index, options, name)
-                multi = frames > 1
                 images.append(
                     DecodedImage(
                         pixels=pixels,
@@ -119,7 +125,7 @@ def _parse(data: bytes, name: str) -> Dataset:
         ds = pydicom.dcmread(BytesIO(data), force=True)
     except Exception as exc:
         raise ImageReadError(name, f"corrupt or truncated DICOM file ({type(exc).__name__})") from None
-    if not any(dictionary_has_tag(tag) for tag in ds.keys()):
+    if not any(map(dictionary_has_tag, ds.keys())):
         # random bytes after a DICM marker parse as a few unknown elements
         raise ImageReadError(name, "not a DICOM file or corrupt (no standard DICOM attribute found)")
     return ds
@@ -359,13 +365,14 @@ def _int(value: object) -> int | None:
 
 
 def _header_json(ds: Dataset) -> dict:
-    """DICOM JSON model (PS3.18 F) of ``ds`` without pixel data or binary values over 1 KiB.
+    """DICOM JSON model (PS3.18 F) of ``ds`` without pixel data, free text (LT, ST, UT, UC) or
+    binary values over 1 KiB.
 
     Attributes whose value cannot be encoded are skipped; non-finite floats become null.
     """
     out: dict = {}
     for elem in ds:
-        if elem.tag in _PIXEL_TAGS:
+        if elem.tag in _PIXEL_TAGS or elem.VR in _FREE_TEXT_VRS:
             continue
         if elem.VR == "SQ":
             items = [_header_json(item) for item in elem.value]

@@ -7,8 +7,9 @@ can run anywhere numpy does.
 Conventions used throughout:
 
 * A mask is a 2-D array of shape ``(H, W)`` = ``(height, width)`` = ``(rows,
-  columns)``; ``decode`` returns ``bool``, ``encode`` accepts any numeric or
-  bool dtype and treats every nonzero pixel as foreground.
+  columns)``; ``decode`` returns ``bool`` (Fortran-ordered in memory, as
+  pycocotools does), ``encode`` accepts any numeric or bool dtype and treats
+  every nonzero pixel as foreground.
 * An RLE is ``{"size": [H, W], "counts": ...}``.  ``counts`` lists run lengths
   in pixels, alternating background/foreground and starting with background
   (so a mask whose first pixel is set starts with a 0 run).  Runs walk the mask
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "MAX_POLYGONS",
     "MAX_POLYGON_CROSSINGS",
     "MAX_POLYGON_VERTICES",
@@ -116,9 +118,7 @@ def decode(
     if expected_size is not None:
         eh, ew = (int(v) for v in expected_size)
         if (h, w) != (eh, ew):
-            raise ValueError(
-                f"mask is {h}x{w} (height x width) but the image is {eh}x{ew}"
-            )
+            raise ValueError(f"mask is {h}x{w} (height x width) but the image is {eh}x{ew}")
     values = (np.arange(counts.size) & 1).astype(bool)
     flat = np.repeat(values, counts)
     # Runs are column-major: fill (W, H) row-major and return its transpose,
@@ -284,7 +284,10 @@ def _string_to_counts(s: bytes, npix: int) -> np.ndarray:
     lengths = ends - starts + 1
     if lengths.max() > _MAX_VARINT_CHARS:
         i = int(np.argmax(lengths > _MAX_VARINT_CHARS))
-        raise ValueError(f"RLE counts has a varint of {int(lengths[i])} chars at index {int(starts[i])}; at most {_MAX_VARINT_CHARS} allowed")
+        raise ValueError(
+            f"RLE counts has a varint of {int(lengths[i])} chars at index {int(starts[i])}; "
+            f"at most {_MAX_VARINT_CHARS} allowed"
+        )
     if ends.size > npix + 1:
         raise ValueError(f"RLE has {ends.size} runs, more than the {npix + 1} a {npix}-pixel mask can have")
     pos = np.arange(c.size) - np.repeat(starts, lengths)  # group index within its varint
@@ -440,7 +443,8 @@ def _edge_crossings(
     so each edge is handled on its own and only the points around those
     crossings are evaluated, instead of all ~5x perimeter points.  (Pairs that
     straddle two edges only differ in u for negative x, so never give a valid
-    column.)
+    column; the same holds for the lone point of a zero-length edge, where C
+    computes 0/0.)
 
     Returns ``(column, row, polygon id)`` arrays, one entry per crossing.
     """
@@ -525,9 +529,7 @@ def _edge_crossings(
 # --------------------------------------------------------------------------
 
 
-def to_polygons(
-    mask: np.ndarray, tolerance: float = 1.0, *, max_polygons: int = 50
-) -> list[list[float]]:
+def to_polygons(mask: np.ndarray, tolerance: float = 1.0, *, max_polygons: int = 50) -> list[list[float]]:
     """Simplified outer outlines of a mask, for display on small clients.
 
     LOSSY: holes are dropped, only the ``max_polygons`` largest outer contours
@@ -588,32 +590,37 @@ def _outer_rings(fg: np.ndarray, limit: int) -> list[np.ndarray]:
     p[1:-1, 1:-1] = fg
     # Horizontal sides at corner row y (0..h) between pixel rows y-1 and y.
     above, below = p[:-1, 1:-1], p[1:, 1:-1]
-    ty, tx = np.nonzero(below & ~above)  # top side of a fg pixel: heads east
-    by, bx = np.nonzero(above & ~below)  # bottom side: heads west
+    ty, tx = _nonzero2d(below & ~above)  # top side of a fg pixel: heads east
+    by, bx = _nonzero2d(above & ~below)  # bottom side: heads west
     # Vertical sides at corner column x (0..w) between pixel cols x-1 and x.
     left, right = p[1:-1, :-1], p[1:-1, 1:]
-    ry, rx = np.nonzero(left & ~right)  # right side of a fg pixel: heads south
-    ly, lx = np.nonzero(right & ~left)  # left side: heads north
-    sx = np.concatenate((tx, bx + 1, rx, lx)).astype(np.int64)
-    sy = np.concatenate((ty, by, ry, ly + 1)).astype(np.int64)
+    ry, rx = _nonzero2d(left & ~right)  # right side of a fg pixel: heads south
+    ly, lx = _nonzero2d(right & ~left)  # left side: heads north
+    sx = np.concatenate((tx, bx + 1, rx, lx))
+    sy = np.concatenate((ty, by, ry, ly + 1))
     d = np.repeat(np.array([0, 2, 1, 3]), [tx.size, bx.size, rx.size, lx.size])
     n = d.size
     if n == 0 or limit < 1:
         return []
     stride = w + 1
     ex, ey = sx + _DIRS[d, 0], sy + _DIRS[d, 1]
-    # Dense (corner, direction) -> edge table: one lookup per candidate turn,
-    # no sorting.  Its size is ~4x the mask's pixel count.
-    table = np.full((h + 1) * stride * 4, -1, dtype=np.int64)
-    table[(sy * stride + sx) * 4 + d] = np.arange(n)
+    # (corner, direction) keys are unique per edge; sorting them gives a lookup
+    # whose memory grows with the boundary, not the image.
+    key = (sy * stride + sx) * 4 + d
+    order = np.argsort(key)
+    sorted_key = key[order]
     end_key = (ey * stride + ex) * 4
+
+    def edge_at(want: np.ndarray) -> np.ndarray:
+        j = np.minimum(np.searchsorted(sorted_key, want), n - 1)
+        return np.where(sorted_key[j] == want, order[j], -1)
+
     # Successor: the outgoing edge at our end corner, preferring a left turn
     # (only ambiguous at diagonal saddles), then straight, then right.
-    succ = table[end_key + (d + 3) % 4]
+    succ = edge_at(end_key + (d + 3) % 4)
     for turn in (0, 1):
-        miss = succ < 0
-        succ[miss] = table[end_key[miss] + (d[miss] + turn) % 4]
-    del table
+        miss = np.flatnonzero(succ < 0)
+        succ[miss] = edge_at(end_key[miss] + (d[miss] + turn) % 4)
 
     # Label each loop by its smallest edge index (pointer jumping).
     # Once a round changes nothing every label is its loop's minimum.
@@ -654,8 +661,13 @@ def _outer_rings(fg: np.ndarray, limit: int) -> list[np.ndarray]:
     rings = np.split(np.stack((ex[e][corner], ey[e][corner]), axis=1), bounds)
     # Back to the caller's order: largest area first.
     ring_root = idx[loop_of[np.concatenate(([0], bounds))]]
-    by_root = dict(zip(ring_root.tolist(), rings))
+    by_root = dict(zip(ring_root.tolist(), rings, strict=True))
     return [by_root[int(r)] for r in roots]
+
+
+def _nonzero2d(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.nonzero`` for a 2-D array as int64 (row, col); faster via 1-D."""
+    return np.divmod(np.flatnonzero(a), a.shape[1])
 
 
 def _simplify_ring(ring: np.ndarray, tol: float) -> np.ndarray:

@@ -23,8 +23,9 @@ def upload(name: str, data: bytes):
 
 
 def test_researcher_creates_a_dataset_with_label_classes(alice):
-    r = client_for(alice).post("/api/v1/datasets", {"name": "Livers", "label_classes": ["liver", "tumour"]},
-                               format="json")
+    r = client_for(alice).post(
+        "/api/v1/datasets", {"name": "Livers", "label_classes": ["liver", "tumour"]}, format="json"
+    )
     assert r.status_code == 201, r.content
     dataset = Dataset.objects.get(name="Livers")
     assert dataset.owner == alice
@@ -90,10 +91,15 @@ def test_it_rejects_a_huge_png_before_decoding(alice, dataset):
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
     ihdr = struct.pack(">IIBBBBB", 50_000, 50_000, 8, 0, 0, 0, 0)
-    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 50_001)) + chunk(
-        b"IEND", b"")
-    r = client_for(alice).post(f"/api/v1/datasets/{dataset.pk}/images", {"files": [upload("bomb.png", bomb)]},
-                               format="multipart")
+    bomb = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 50_001))
+        + chunk(b"IEND", b"")
+    )
+    r = client_for(alice).post(
+        f"/api/v1/datasets/{dataset.pk}/images", {"files": [upload("bomb.png", bomb)]}, format="multipart"
+    )
     assert r.status_code == 400
     assert "bomb.png" in r.json()["error"]["message"]
     assert not Image.objects.exists()
@@ -102,8 +108,9 @@ def test_it_rejects_a_huge_png_before_decoding(alice, dataset):
 def test_outsider_cannot_see_or_import_into_a_dataset(charlie, dataset):
     client = client_for(charlie)
     assert client.get(f"/api/v1/datasets/{dataset.pk}").status_code == 404
-    r = client.post(f"/api/v1/datasets/{dataset.pk}/images", {"files": [upload("a.png", png_bytes())]},
-                    format="multipart")
+    r = client.post(
+        f"/api/v1/datasets/{dataset.pk}/images", {"files": [upload("a.png", png_bytes())]}, format="multipart"
+    )
     assert r.status_code == 404
     assert client.get("/api/v1/datasets").json()["count"] == 0
     assert not Image.objects.exists()
@@ -135,16 +142,18 @@ def test_researcher_sets_a_gold_standard_as_rle(alice, dataset):
 
 def test_researcher_sets_a_gold_standard_as_polygons(alice, dataset):
     task = image_import(dataset, height=48, width=64).tasks.get()
-    r = client_for(alice).put(f"/api/v1/tasks/{task.pk}/gold", {"polygons": [[5, 5, 40, 5, 40, 30, 5, 30]]},
-                              format="json")
+    r = client_for(alice).put(
+        f"/api/v1/tasks/{task.pk}/gold", {"polygons": [[5, 5, 40, 5, 40, 30, 5, 30]]}, format="json"
+    )
     assert r.status_code == 200, r.content
     assert 800 < GoldStandard.objects.get(task=task).area < 1000
 
 
 def test_it_rejects_a_mask_of_wrong_size(alice, dataset):
     task = image_import(dataset, height=48, width=64).tasks.get()
-    r = client_for(alice).put(f"/api/v1/tasks/{task.pk}/gold", {"rle": rle.encode(np.ones((64, 48), bool))},
-                              format="json")
+    r = client_for(alice).put(
+        f"/api/v1/tasks/{task.pk}/gold", {"rle": rle.encode(np.ones((64, 48), bool))}, format="json"
+    )
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "invalid_mask"
     assert "48" in r.json()["error"]["message"]
@@ -153,8 +162,12 @@ def test_it_rejects_a_mask_of_wrong_size(alice, dataset):
 
 def test_it_rejects_a_malformed_rle(alice, dataset):
     task = image_import(dataset, height=48, width=64).tasks.get()
-    for bad in ({"size": [48, 64], "counts": "!!!"}, {"size": [48, 64], "counts": [10, 5]}, {"counts": "0"},
-                {"size": [10**6, 10**6], "counts": "0"}):
+    for bad in (
+        {"size": [48, 64], "counts": "!!!"},
+        {"size": [48, 64], "counts": [10, 5]},
+        {"counts": "0"},
+        {"size": [10**6, 10**6], "counts": "0"},
+    ):
         r = client_for(alice).put(f"/api/v1/tasks/{task.pk}/gold", {"rle": bad}, format="json")
         assert r.status_code == 400, bad
         assert r.json()["error"]["code"] == "invalid_mask"

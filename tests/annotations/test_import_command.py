@@ -86,8 +86,9 @@ def bad_files(tmp_path: Path) -> dict[str, bytes]:
     }
 
 
-@pytest.mark.parametrize("name", ["corrupt.dcm", "unsupported.dcm", "bomb.nii.gz", "fourd.nii", "truncated.png",
-                                  "notes.txt"])
+@pytest.mark.parametrize(
+    "name", ["corrupt.dcm", "unsupported.dcm", "bomb.nii.gz", "fourd.nii", "truncated.png", "notes.txt"]
+)
 def test_a_bad_file_names_itself_and_nothing_is_imported(alice, files, name, settings):
     (files / name).write_bytes(bad_files(files)[name])
     before = stored_files(settings)

@@ -24,8 +24,11 @@ def manage(*args: str, env: dict, tmp_path: Path) -> subprocess.CompletedProcess
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "REDIS_", "CROWDSEG_"))}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
-        cwd=ROOT, env={**clean, "CROWDSEG_DATA_DIR": str(tmp_path), **env},
-        capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env={**clean, "CROWDSEG_DATA_DIR": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -58,8 +61,7 @@ def test_embedded_default_uses_sqlite_memory_layer_and_in_process_celery(tmp_pat
         "print('SETTINGS', s.DATABASES['default']['ENGINE'], s.CHANNEL_LAYERS['default']['BACKEND'],"
         " s.CELERY_TASK_ALWAYS_EAGER, s.MEDIA_ROOT)"
     )
-    result = manage("shell", "-c", script, env={"DJANGO_SETTINGS_MODULE": "crowdseg.settings.local"},
-                    tmp_path=tmp_path)
+    result = manage("shell", "-c", script, env={"DJANGO_SETTINGS_MODULE": "crowdseg.settings.local"}, tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     line = next(line for line in result.stdout.splitlines() if line.startswith("SETTINGS"))
     engine, layer, eager, media = line.split()[1:]

@@ -41,10 +41,15 @@ class Command(BaseCommand):
         parser.add_argument("--owner", help="username of the researcher who owns a new dataset")
         parser.add_argument("--label-class", action="append", default=[], help="label class of a new dataset")
         parser.add_argument("--ct-window", choices=sorted(CT_WINDOWS), default="soft_tissue")
-        parser.add_argument("--axis", choices=["axial", "coronal", "sagittal"], default="axial",
-                            help="plane NIfTI volumes are sliced in")
-        parser.add_argument("--skip-bad", action="store_true",
-                            help="import each file on its own and report the ones that fail")
+        parser.add_argument(
+            "--axis",
+            choices=["axial", "coronal", "sagittal"],
+            default="axial",
+            help="plane NIfTI volumes are sliced in",
+        )
+        parser.add_argument(
+            "--skip-bad", action="store_true", help="import each file on its own and report the ones that fail"
+        )
 
     def handle(self, *args, **opts):
         files = _files(opts["paths"])

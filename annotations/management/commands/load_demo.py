@@ -13,9 +13,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         summary = demo_load(mni_slices=opts["mni_slices"])
-        self.stdout.write(
-            f"demo data: {summary.images_created} new images, {summary.golds_created} new gold standards"
-        )
+        self.stdout.write(f"demo data: {summary.images_created} new images, {summary.golds_created} new gold standards")
         self.stdout.write(f"demo accounts (password for all: {DEMO_PASSWORD}):")
         for username, role, created in summary.users:
             self.stdout.write(f"  {username:<8} {role:<11} {'created' if created else 'already there'}")
