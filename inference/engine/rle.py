@@ -541,15 +541,17 @@ def to_polygons(mask: np.ndarray, tolerance: float = 1.0, *, max_polygons: int =
     Args:
         mask: ``(H, W)`` array; nonzero pixels are foreground.
         tolerance: maximum distance, in pixels, between the simplified outline
-            and the exact pixel boundary; 0 keeps every corner, which
+            and the unsimplified contour; 0 keeps every vertex, which
             re-rasterises exactly for hole-free masks.
         max_polygons: keep at most this many contours, largest area first.
 
     Returns:
         One flat ``[x0, y0, x1, y1, ...]`` list (floats) per outer contour,
-        x = column, y = row, on pixel corners (so within ``[0, W] x [0, H]``),
-        largest enclosed area first.  Diagonally touching pixels share a
-        contour.  Contours that simplify to fewer than 3 vertices are dropped.
+        x = column, y = row, clockwise on screen, largest enclosed area
+        first.  Vertices lie on midpoints of the boundary pixel sides (a
+        marching-squares contour at level 0.5, so within ``[0, W] x [0, H]``).
+        Diagonally touching pixels share a contour.  Contours that simplify to
+        fewer than 3 vertices (e.g. single pixels at tolerance 1) are dropped.
 
     Raises:
         ValueError: if ``mask`` is not 2-D or ``tolerance`` is negative.
@@ -573,7 +575,7 @@ _DIRS = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]], dtype=np.int64)
 
 
 def _outer_rings(fg: np.ndarray, limit: int) -> list[np.ndarray]:
-    """The ``limit`` largest outer boundary loops of ``fg``, as corner lists.
+    """The ``limit`` largest outer boundary loops of ``fg``, as vertex lists.
 
     Every pixel side between foreground and background becomes a directed
     edge on the corner grid with the foreground on its right, so outer
@@ -583,7 +585,8 @@ def _outer_rings(fg: np.ndarray, limit: int) -> list[np.ndarray]:
     Loops are labelled and ordered with pointer jumping (O(E log E) numpy, no
     per-edge Python), so noisy masks stay fast.
 
-    Returns ``(n, 2)`` int arrays of corner vertices (x, y), largest first.
+    Returns ``(n, 2)`` float arrays of vertices (x, y) at the midpoints of
+    boundary pixel sides where the boundary turns, largest loop first.
     """
     h, w = fg.shape
     p = np.zeros((h + 2, w + 2), dtype=bool)
@@ -655,10 +658,21 @@ def _outer_rings(fg: np.ndarray, limit: int) -> list[np.ndarray]:
         nxt = nxt[nxt]
     walk = np.lexsort((-dist, lab))  # by loop, then from the root onward
     e = idx[walk]
-    corner = d[succ[e]] != d[e]  # keep an edge's end only where the path turns
-    loop_of = lab[walk][corner]  # loops appear in ascending root order
+    loop = lab[walk]
+    # Previous edge in ring order: one back, wrapping at each loop's start.
+    first = np.flatnonzero(np.r_[True, loop[1:] != loop[:-1]])
+    last = np.r_[first[1:], e.size] - 1
+    prev = np.arange(e.size) - 1
+    prev[first] = last
+    # Vertices at side midpoints (a marching-squares contour): it still
+    # samples pixel centres exactly, but halves the staircase the simplifier
+    # has to smooth over.  Only midpoints next to a turn are needed.
+    turn_after = d[succ[e]] != d[e]
+    keep_v = turn_after | turn_after[prev]
+    loop_of = loop[keep_v]  # loops appear in ascending root order
     bounds = np.flatnonzero(np.diff(loop_of)) + 1
-    rings = np.split(np.stack((ex[e][corner], ey[e][corner]), axis=1), bounds)
+    mid = np.stack((sx[e] + ex[e], sy[e] + ey[e]), axis=1)[keep_v] / 2
+    rings = np.split(mid, bounds)
     # Back to the caller's order: largest area first.
     ring_root = idx[loop_of[np.concatenate(([0], bounds))]]
     by_root = dict(zip(ring_root.tolist(), rings, strict=True))
