@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 
 from django.contrib.auth import password_validation
+from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 
 from crowdseg.errors import Conflict, DomainError, Forbidden
@@ -55,19 +56,55 @@ def guest_upgrade(*, user: User, username: str, password: str, email: str = "") 
     return user
 
 
+RESEARCHERS_GROUP = "researchers"
+# What a researcher may do in the admin; every admin page also filters to their own datasets.
+RESEARCHER_PERMISSIONS = {
+    "dataset": ["view", "add", "change"],
+    "labelclass": ["view", "add", "change", "delete"],
+    "image": ["view"],
+    "task": ["view"],
+    "annotation": ["view"],
+    "goldstandard": ["view", "add", "change"],
+}
+
+
+def researchers_group() -> Group:
+    """The admin group of researchers, created with its permissions on first use."""
+    group, created = Group.objects.get_or_create(name=RESEARCHERS_GROUP)
+    if created:
+        codenames = [f"{action}_{model}" for model, actions in RESEARCHER_PERMISSIONS.items() for action in actions]
+        group.permissions.set(Permission.objects.filter(content_type__app_label="annotations", codename__in=codenames))
+    return group
+
+
+@transaction.atomic
+def user_role_set(*, user: User, role: str) -> User:
+    """Give ``user`` a role and the admin access that goes with it (researchers and staff)."""
+    if role not in Role.values:
+        raise DomainError(f"unknown role {role!r}", code="invalid_role")
+    user.role = role
+    user.is_staff = role in (Role.RESEARCHER, Role.STAFF) or user.is_superuser
+    user.save(update_fields=["role", "is_staff"])
+    if role == Role.RESEARCHER:
+        user.groups.add(researchers_group())
+    else:
+        user.groups.remove(*Group.objects.filter(name=RESEARCHERS_GROUP))
+    return user
+
+
 def user_ensure(
-    *, username: str, password: str, role: str, email: str = "", is_staff: bool = False
+    *, username: str, password: str, role: str, email: str = "", superuser: bool = False
 ) -> tuple[User, bool]:
     """Create a user with this username, or leave an existing one as it is (demo loading).
 
     Returns (user, created).
     """
     user, created = User.objects.get_or_create(
-        username=username,
-        defaults={"role": role, "email": email, "is_staff": is_staff, "is_superuser": is_staff},
+        username=username, defaults={"email": email, "is_superuser": superuser}
     )
     if created:
         user.pseudonym = pseudonym_generate()
         user.set_password(password)
         user.save()
+        user_role_set(user=user, role=role)
     return user, created

@@ -32,17 +32,38 @@ class ImportForm(forms.Form):
     nifti_axis = forms.ChoiceField(choices=[(a, a) for a in ("axial", "coronal", "sagittal")], initial="axial")
 
 
+class ResearcherScopedAdmin(admin.ModelAdmin):
+    """A researcher sees and changes only what belongs to their own datasets; superusers see all."""
+
+    owner_path = "dataset__owner"  # lookup from this model to the dataset's owner
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(**{self.owner_path: request.user})
+
+
 class LabelClassInline(admin.TabularInline):
     model = LabelClass
     extra = 0
 
 
 @admin.register(Dataset)
-class DatasetAdmin(admin.ModelAdmin):
+class DatasetAdmin(ResearcherScopedAdmin):
+    owner_path = "owner"
     list_display = ["name", "owner", "image_count", "created_at", "import_link"]
     search_fields = ["name"]
     inlines = [LabelClassInline]
     readonly_fields = ["created_at"]
+
+    def get_exclude(self, request, obj=None):
+        return [] if request.user.is_superuser else ["owner"]
+
+    def save_model(self, request, obj, form, change):
+        if not change and not request.user.is_superuser:
+            obj.owner = request.user  # a researcher's new dataset is theirs
+        super().save_model(request, obj, form, change)
 
     @admin.display(description="images")
     def image_count(self, obj):
@@ -59,7 +80,7 @@ class DatasetAdmin(admin.ModelAdmin):
         return extra + super().get_urls()
 
     def import_view(self, request, pk):
-        dataset = get_object_or_404(Dataset, pk=pk)
+        dataset = get_object_or_404(self.get_queryset(request), pk=pk)
         if not self.has_change_permission(request, dataset):
             return redirect("admin:index")
         form = ImportForm(request.POST or None, request.FILES or None)
@@ -86,7 +107,7 @@ class DatasetAdmin(admin.ModelAdmin):
 
 
 @admin.register(Image)
-class ImageAdmin(admin.ModelAdmin):
+class ImageAdmin(ResearcherScopedAdmin):
     list_display = ["thumbnail", "source_name", "frame_key", "modality", "width", "height", "dataset"]
     list_filter = ["dataset", "modality", "source_format"]
     search_fields = ["source_name"]
@@ -105,7 +126,8 @@ class ImageAdmin(admin.ModelAdmin):
 
 
 @admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(ResearcherScopedAdmin):
+    owner_path = "label_class__dataset__owner"
     list_display = ["id", "label_class", "image", "has_gold"]
     list_filter = ["label_class__dataset", "label_class"]
     list_select_related = ["label_class__dataset", "image"]
@@ -117,7 +139,8 @@ class TaskAdmin(admin.ModelAdmin):
 
 
 @admin.register(Annotation)
-class AnnotationAdmin(admin.ModelAdmin):
+class AnnotationAdmin(ResearcherScopedAdmin):
+    owner_path = "task__label_class__dataset__owner"
     list_display = ["task", "annotator", "area", "suggestion_use", "time_spent_ms", "created_at"]
     list_filter = ["suggestion_use"]
     raw_id_fields = ["task", "annotator"]
@@ -125,7 +148,8 @@ class AnnotationAdmin(admin.ModelAdmin):
 
 
 @admin.register(GoldStandard)
-class GoldStandardAdmin(admin.ModelAdmin):
+class GoldStandardAdmin(ResearcherScopedAdmin):
+    owner_path = "task__label_class__dataset__owner"
     list_display = ["task", "area", "source", "created_by", "updated_at"]
     list_filter = ["source"]
     raw_id_fields = ["task", "created_by"]

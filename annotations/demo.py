@@ -82,7 +82,7 @@ def mni_gold_slices(count: int, options: ReadOptions) -> dict[int, dict[str, np.
 def demo_load(*, mni_slices: int = 24) -> DemoSummary:
     users = []
     for username, role, staff in DEMO_USERS:
-        _, created = user_ensure(username=username, password=DEMO_PASSWORD, role=role, is_staff=staff)
+        _, created = user_ensure(username=username, password=DEMO_PASSWORD, role=role, superuser=staff)
         users.append((username, role, created))
     owner = User.objects.get(username="rachel")
     images_created = golds_created = 0

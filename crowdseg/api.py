@@ -70,6 +70,10 @@ class CappedPagination(PageNumberPagination):
     max_page_size = 200
 
 
+def api_not_found(request, *args, **kwargs):
+    return JsonResponse(error_body(404, "not_found", f"no API endpoint at {request.path}"), status=404)
+
+
 def json_error_view(status_code: int, code: str, message: str):
     """A Django error handler (404, 403, 400, 500) that answers API paths in the API's format."""
 

@@ -4,7 +4,7 @@ from django.urls import include, path, re_path
 from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from .api import json_error_view
+from .api import api_not_found, json_error_view
 from .health import HealthView, liveness
 
 api_v1 = [
@@ -13,6 +13,8 @@ api_v1 = [
     path("health", HealthView.as_view(), name="health"),
     path("", include("accounts.api.urls")),
     path("", include("annotations.api.urls")),
+    # Last: unknown API paths answer in the API's error format, DEBUG or not.
+    re_path(r"^.*$", api_not_found),
 ]
 
 urlpatterns = [

@@ -542,16 +542,18 @@ def to_polygons(mask: np.ndarray, tolerance: float = 1.0, *, max_polygons: int =
         mask: ``(H, W)`` array; nonzero pixels are foreground.
         tolerance: maximum distance, in pixels, between the simplified outline
             and the unsimplified contour; 0 keeps every vertex, which
-            re-rasterises exactly for hole-free masks.
+            re-rasterises exactly (with ``from_polygons``) for masks without
+            holes.
         max_polygons: keep at most this many contours, largest area first.
 
     Returns:
         One flat ``[x0, y0, x1, y1, ...]`` list (floats) per outer contour,
         x = column, y = row, clockwise on screen, largest enclosed area
-        first.  Vertices lie on midpoints of the boundary pixel sides (a
-        marching-squares contour at level 0.5, so within ``[0, W] x [0, H]``).
-        Diagonally touching pixels share a contour.  Contours that simplify to
-        fewer than 3 vertices (e.g. single pixels at tolerance 1) are dropped.
+        first, within ``[0, W] x [0, H]``.  Vertices are pixel corners where
+        the boundary turns sharply and midpoints of pixel sides along
+        one-pixel staircases (which smooths diagonal edges).  Diagonally
+        touching pixels share a contour.  Contours that simplify to fewer
+        than 3 vertices (e.g. single pixels at tolerance 1) are dropped.
 
     Raises:
         ValueError: if ``mask`` is not 2-D or ``tolerance`` is negative.
@@ -585,8 +587,8 @@ def _outer_rings(fg: np.ndarray, limit: int) -> list[np.ndarray]:
     Loops are labelled and ordered with pointer jumping (O(E log E) numpy, no
     per-edge Python), so noisy masks stay fast.
 
-    Returns ``(n, 2)`` float arrays of vertices (x, y) at the midpoints of
-    boundary pixel sides where the boundary turns, largest loop first.
+    Returns ``(n, 2)`` float arrays of vertices (x, y) where the boundary
+    turns, largest loop first.
     """
     h, w = fg.shape
     p = np.zeros((h + 2, w + 2), dtype=bool)
@@ -664,15 +666,38 @@ def _outer_rings(fg: np.ndarray, limit: int) -> list[np.ndarray]:
     last = np.r_[first[1:], e.size] - 1
     prev = np.arange(e.size) - 1
     prev[first] = last
-    # Vertices at side midpoints (a marching-squares contour): it still
-    # samples pixel centres exactly, but halves the staircase the simplifier
-    # has to smooth over.  Only midpoints next to a turn are needed.
-    turn_after = d[succ[e]] != d[e]
-    keep_v = turn_after | turn_after[prev]
-    loop_of = loop[keep_v]  # loops appear in ascending root order
+    # Vertices go where the boundary turns.  On staircases (a straight run of
+    # one pixel side) they sit at side midpoints, like a marching-squares
+    # contour: it still samples pixel centres exactly but halves the steps
+    # the simplifier must smooth over.  Where two runs of >= 2 sides meet it
+    # is a real corner and the pixel corner itself is kept, so rectangles and
+    # image borders stay square instead of being chamfered.
+    turn = d[succ[e]] != d[e]  # the path turns at the end of this edge
+    ends = np.flatnonzero(turn)
+    end_loop = loop[ends]
+    is_first = np.r_[True, end_loop[1:] != end_loop[:-1]]
+    is_last = np.r_[end_loop[1:] != end_loop[:-1], True]
+    loop_len = np.r_[first[1:], e.size] - first  # indexed by loop rank
+    rank_of_end = np.cumsum(np.r_[True, loop[1:] != loop[:-1]])[ends] - 1
+    prev_end = np.r_[0, ends[:-1]]
+    prev_end[is_first] = ends[is_last] - loop_len[rank_of_end[is_first]]
+    run_in = ends - prev_end  # sides in the straight run ending at this turn
+    run_out = np.r_[run_in[1:], 0]
+    run_out[is_last] = run_in[is_first]
+    sharp = np.zeros(e.size, dtype=bool)
+    sharp[ends] = (run_in >= 2) & (run_out >= 2)
+    soft = turn & ~sharp
+    emit_mid = soft | soft[prev]
+    emit_corner = turn & sharp
+    # Two slots per edge, in path order: its midpoint, then its end corner.
+    xy = np.empty((e.size, 2, 2))
+    xy[:, 0, 0], xy[:, 0, 1] = (sx[e] + ex[e]) / 2, (sy[e] + ey[e]) / 2
+    xy[:, 1, 0], xy[:, 1, 1] = ex[e], ey[e]
+    emit = np.stack((emit_mid, emit_corner), axis=1)
+    verts = xy[emit]
+    loop_of = np.repeat(loop, emit.sum(axis=1))  # loops in ascending root order
     bounds = np.flatnonzero(np.diff(loop_of)) + 1
-    mid = np.stack((sx[e] + ex[e], sy[e] + ey[e]), axis=1)[keep_v] / 2
-    rings = np.split(mid, bounds)
+    rings = np.split(verts, bounds)
     # Back to the caller's order: largest area first.
     ring_root = idx[loop_of[np.concatenate(([0], bounds))]]
     by_root = dict(zip(ring_root.tolist(), rings, strict=True))

@@ -43,12 +43,13 @@ def plain_counts(mask: np.ndarray) -> list[int]:
     return counts
 
 
-def blobs(h: int, w: int, rng: np.random.Generator, n: int = 3) -> np.ndarray:
-    """Union of random ellipses: a blob-like mask."""
+def blobs(h: int, w: int, rng: np.random.Generator, n: int = 3, spread: float = 0.3) -> np.ndarray:
+    """Union of random ellipses: a blob-like mask.  ``spread`` > 0.5 lets them
+    run off the image edges."""
     yy, xx = np.mgrid[:h, :w]
     mask = np.zeros((h, w), dtype=bool)
     for _ in range(n):
-        cy, cx = rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w
+        cy, cx = rng.uniform(0.5 - spread, 0.5 + spread, size=2) * (h, w)
         ry, rx = rng.uniform(0.05, 0.25, size=2) * min(h, w)
         mask |= ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
     return mask
@@ -179,44 +180,44 @@ def test_decode_expected_size():
 
 
 MALFORMED = [
-    ("not a dict", ["size", "counts"], "must be a dict"),
-    ({"size": [2, 2]}, None, r"missing \['counts'\]"),
-    ({"counts": "04"}, None, r"missing \['size'\]"),
-    ({"size": [2, 2], "counts": "04", "extra": 1}, None, r"extra \['extra'\]"),
-    ({"size": [2], "counts": "04"}, None, "size must be"),
-    ({"size": "2x2", "counts": "04"}, None, "size must be"),
-    ({"size": [2, 2, 1], "counts": "04"}, None, "size must be"),
-    ({"size": [0, 4], "counts": "0"}, None, "positive ints"),
-    ({"size": [-2, -2], "counts": "04"}, None, "positive ints"),
-    ({"size": [2.0, 2], "counts": "04"}, None, "positive ints"),
-    ({"size": [True, 4], "counts": "04"}, None, "positive ints"),
-    ({"size": [2, 2], "counts": 4}, None, "counts must be a str, bytes or list"),
-    ({"size": [2, 2], "counts": None}, None, "got NoneType"),
-    ({"size": [2, 2], "counts": {"a": 1}}, None, "got dict"),
-    ({"size": [2, 2], "counts": "0 4"}, None, r"invalid character ' ' \(code 32\) at index 1"),
-    ({"size": [2, 2], "counts": "04p"}, None, r"invalid character 'p' \(code 112\) at index 2"),
-    ({"size": [2, 2], "counts": "/4"}, None, r"code 47\) at index 0"),
-    ({"size": [2, 2], "counts": "0\u00e94"}, None, "non-ASCII character at index 1"),
-    ({"size": [2, 2], "counts": b"0\xff"}, None, "code 255"),
-    ({"size": [2, 2], "counts": "0" + chr(48 + 0x20)}, None, "truncated"),
-    ({"size": [2, 2], "counts": "PPPPPPPP0"}, None, "varint of 9 chars at index 0"),
-    ({"size": [2, 2], "counts": "O5"}, None, "run 0 has negative length -1"),
-    ({"size": [2, 2], "counts": [1, -1, 4]}, None, "run 1 has negative length -1"),
-    ({"size": [2, 2], "counts": "03"}, None, "sum to 3 pixels but size 2x2 needs 4"),
-    ({"size": [2, 2], "counts": "05"}, None, "sum to 5 pixels"),
-    ({"size": [2, 2], "counts": ""}, None, "sum to 0 pixels"),
-    ({"size": [2, 2], "counts": [1, 2]}, None, "sum to 3 pixels"),
-    ({"size": [2, 2], "counts": [1, 2.5, 0.5]}, None, r"counts\[1\] must be an int, got 2.5"),
-    ({"size": [2, 2], "counts": [1, True, 2]}, None, r"counts\[1\] must be an int, got True"),
-    ({"size": [2, 2], "counts": [1, "3"]}, None, r"counts\[1\] must be an int"),
-    ({"size": [2, 2], "counts": [0] * 10 + [4]}, None, "11 runs, more than the 5"),
-    ({"size": [2, 2], "counts": [2**40, 4]}, None, "longer than the whole mask"),
-    ({"size": [1, 1], "counts": "1" * 1000}, None, "too long"),
+    ("not a dict", "must be a dict"),
+    ({"size": [2, 2]}, r"missing \['counts'\]"),
+    ({"counts": "04"}, r"missing \['size'\]"),
+    ({"size": [2, 2], "counts": "04", "extra": 1}, r"extra \['extra'\]"),
+    ({"size": [2], "counts": "04"}, "size must be"),
+    ({"size": "2x2", "counts": "04"}, "size must be"),
+    ({"size": [2, 2, 1], "counts": "04"}, "size must be"),
+    ({"size": [0, 4], "counts": "0"}, "positive ints"),
+    ({"size": [-2, -2], "counts": "04"}, "positive ints"),
+    ({"size": [2.0, 2], "counts": "04"}, "positive ints"),
+    ({"size": [True, 4], "counts": "04"}, "positive ints"),
+    ({"size": [2, 2], "counts": 4}, "counts must be a str, bytes or list"),
+    ({"size": [2, 2], "counts": None}, "got NoneType"),
+    ({"size": [2, 2], "counts": {"a": 1}}, "got dict"),
+    ({"size": [2, 2], "counts": "0 4"}, r"invalid character ' ' \(code 32\) at index 1"),
+    ({"size": [2, 2], "counts": "04p"}, r"invalid character 'p' \(code 112\) at index 2"),
+    ({"size": [2, 2], "counts": "/4"}, r"code 47\) at index 0"),
+    ({"size": [2, 2], "counts": "0\u00e94"}, "non-ASCII character at index 1"),
+    ({"size": [2, 2], "counts": b"0\xff"}, "code 255"),
+    ({"size": [2, 2], "counts": "0" + chr(48 + 0x20)}, "truncated"),
+    ({"size": [2, 2], "counts": "PPPPPPPP0"}, "varint of 9 chars at index 0"),
+    ({"size": [2, 2], "counts": "O5"}, "run 0 has negative length -1"),
+    ({"size": [2, 2], "counts": [1, -1, 4]}, "run 1 has negative length -1"),
+    ({"size": [2, 2], "counts": "03"}, "sum to 3 pixels but size 2x2 needs 4"),
+    ({"size": [2, 2], "counts": "05"}, "sum to 5 pixels"),
+    ({"size": [2, 2], "counts": ""}, "sum to 0 pixels"),
+    ({"size": [2, 2], "counts": [1, 2]}, "sum to 3 pixels"),
+    ({"size": [2, 2], "counts": [1, 2.5, 0.5]}, r"counts\[1\] must be an int, got 2.5"),
+    ({"size": [2, 2], "counts": [1, True, 2]}, r"counts\[1\] must be an int, got True"),
+    ({"size": [2, 2], "counts": [1, "3"]}, r"counts\[1\] must be an int"),
+    ({"size": [2, 2], "counts": [0] * 10 + [4]}, "11 runs, more than the 5"),
+    ({"size": [2, 2], "counts": [2**40, 4]}, "longer than the whole mask"),
+    ({"size": [1, 1], "counts": "1" * 1000}, "too long"),
 ]
 
 
-@pytest.mark.parametrize(("obj", "_unused", "message"), MALFORMED)
-def test_malformed_rle_raises_value_error(obj, _unused, message):
+@pytest.mark.parametrize(("obj", "message"), MALFORMED)
+def test_malformed_rle_raises_value_error(obj, message):
     with pytest.raises(ValueError, match=message):
         rle.decode(obj)
     with pytest.raises(ValueError, match=message):
@@ -394,11 +395,11 @@ def test_from_polygons_bounds_total_work():
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("seed", range(12))
 def test_to_polygons_roundtrip_iou(seed):
     rng = np.random.default_rng(200 + seed)
     h, w = (int(v) for v in rng.integers(40, 400, size=2))
-    mask = blobs(h, w, rng, n=int(rng.integers(1, 4)))
+    mask = blobs(h, w, rng, n=int(rng.integers(1, 4)), spread=0.3 if seed % 2 else 0.6)
     if mask.sum() < 200:
         mask = blobs(h, w, rng, n=4)
     polygons = rle.to_polygons(mask)
@@ -416,9 +417,12 @@ def test_to_polygons_roundtrip_iou(seed):
 
 def test_to_polygons_zero_tolerance_is_exact_without_holes():
     rng = np.random.default_rng(9)
-    for _ in range(5):
-        mask = blobs(120, 90, rng, n=3)
-        back = rle.from_polygons(rle.to_polygons(mask, tolerance=0), 120, 90)
+    for i in range(10):
+        mask = blobs(120, 90, rng, n=1, spread=0.3 if i % 2 else 0.6)  # one ellipse: no holes
+        y0, x0 = (int(v) for v in rng.integers(0, 60, size=2))
+        mask[y0 : y0 + int(rng.integers(1, 60)), x0 : x0 + int(rng.integers(1, 60))] = True  # a rectangle
+        mask[:3, -3:] = True  # a corner block on the image border
+        back = rle.from_polygons(rle.to_polygons(mask, tolerance=0, max_polygons=1000), 120, 90)
         assert np.array_equal(back, mask)
     # Diagonally touching pixels form a single contour.
     diag = np.eye(5, dtype=bool)
@@ -429,12 +433,14 @@ def test_to_polygons_zero_tolerance_is_exact_without_holes():
 
 def test_to_polygons_small_cases():
     assert rle.to_polygons(np.zeros((10, 10), dtype=bool)) == []
-    full = rle.to_polygons(np.ones((4, 6), dtype=np.uint8))
-    # Vertices sit on pixel-side midpoints, so corners are cut by half a pixel.
-    assert len(full) == 1 and 3 <= len(full[0]) // 2 <= 8
-    assert rle.from_polygons(full, 4, 6).all()
-    exact = rle.to_polygons(np.ones((4, 6), dtype=np.uint8), tolerance=0)
-    assert exact == [[0.5, 0.0, 5.5, 0.0, 6.0, 0.5, 6.0, 3.5, 5.5, 4.0, 0.5, 4.0, 0.0, 3.5, 0.0, 0.5]]
+    # Real corners stay on pixel corners; clockwise on screen (y down).
+    full = [[6.0, 0.0, 6.0, 4.0, 0.0, 4.0, 0.0, 0.0]]
+    assert rle.to_polygons(np.ones((4, 6), dtype=np.uint8)) == full
+    assert rle.to_polygons(np.ones((4, 6), dtype=np.uint8), tolerance=0) == full
+    # One-pixel staircase steps get side-midpoint vertices instead.
+    assert rle.to_polygons(np.eye(2, dtype=bool), tolerance=0) == [
+        [0.5, 0.0, 1.0, 0.5, 1.5, 1.0, 2.0, 1.5, 1.5, 2.0, 1.0, 1.5, 0.5, 1.0, 0.0, 0.5]
+    ]
     single = np.zeros((3, 3), dtype=bool)
     single[1, 1] = True
     assert len(rle.to_polygons(single, tolerance=0)) == 1
