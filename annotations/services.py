@@ -147,7 +147,7 @@ def _image_store(
         dataset=dataset,
         modality=item.modality,
         source_format=item.source_format,
-        source_name=source_name[:255],
+        source_name=(item.stored_name or source_name)[:255],
         source_sha256=sha,
         frame_key=item.frame_key,
         width=width,

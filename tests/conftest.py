@@ -1,4 +1,8 @@
-"""Shared fixtures. Alice owns things, Bob is her teammate, Charlie is the outsider."""
+"""Shared fixtures. Alice owns things, Charlie is the outsider who must be refused.
+
+Django is imported inside fixtures only, so the pure-module tests (``annotations/io``,
+``inference/engine``) also run without it: ``pytest -p no:django tests/inference``.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-from rest_framework.test import APIClient
-
-from accounts.models import Role
-
-from .factories import DatasetFactory, ResearcherFactory, UserFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_STACK = os.environ.get("CROWDSEG_REAL_STACK") == "1"
@@ -28,12 +27,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture
-def api():
-    return APIClient()
+def client_for(user):
+    """An API client authenticated as ``user``."""
+    from rest_framework.test import APIClient
 
-
-def client_for(user) -> APIClient:
     client = APIClient()
     client.force_authenticate(user)
     return client
@@ -42,22 +39,30 @@ def client_for(user) -> APIClient:
 @pytest.fixture
 def alice(db):
     """A researcher who owns the dataset under test."""
+    from .factories import ResearcherFactory
+
     return ResearcherFactory(username="alice")
 
 
 @pytest.fixture
 def charlie(db):
     """Another researcher: must never see Alice's data."""
+    from .factories import ResearcherFactory
+
     return ResearcherFactory(username="charlie")
 
 
 @pytest.fixture
 def volunteer(db):
-    return UserFactory(username="vera", role=Role.VOLUNTEER)
+    from .factories import UserFactory
+
+    return UserFactory(username="vera", role="volunteer")
 
 
 @pytest.fixture
 def dataset(alice):
+    from .factories import DatasetFactory
+
     return DatasetFactory(owner=alice, label_classes=["liver"])
 
 

@@ -70,6 +70,7 @@ def read_dicom(data: bytes, name: str, options: ReadOptions, *, uid_key: bytes) 
         metadata = _metadata(ds, tsyntax, rows, columns, frames)
         images: list[DecodedImage] = []
         multi = frames > 1
+        stored_name = f"{metadata['sop_instance_uid'] or 'image'}.dcm"  # remapped UID, not the file's name
         try:
             for index, (frame, photometric) in enumerate(_decode_frames(ds, decoder)):
                 pixels, modality, record = _preprocess(ds, frame, photometric, index, options, name)
@@ -82,6 +83,7 @@ def read_dicom(data: bytes, name: str, options: ReadOptions, *, uid_key: bytes) 
                         metadata=dict(metadata),
                         preprocessing=record,
                         slice=SliceInfo(axis="frame", index=index, count=frames) if multi else None,
+                        stored_name=stored_name,
                     )
                 )
         except ImageReadError:

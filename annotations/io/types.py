@@ -59,6 +59,8 @@ class DecodedImage:
     metadata: JSON-serialisable, de-identified, no free text.
     preprocessing: JSON-serialisable record of how raw values became ``pixels``.
     slice: set for slices of volumes and frames of multi-frame files.
+    stored_name: what to record as the source's file name, where the real name may identify
+        a patient (DICOM files are often named by their SOP Instance UID); None keeps the name.
     """
 
     pixels: np.ndarray
@@ -68,6 +70,7 @@ class DecodedImage:
     metadata: dict = field(default_factory=dict)
     preprocessing: dict = field(default_factory=dict)
     slice: SliceInfo | None = None
+    stored_name: str | None = None
 
     def __post_init__(self) -> None:
         p = self.pixels
