@@ -99,9 +99,7 @@ def user_ensure(
 
     Returns (user, created).
     """
-    user, created = User.objects.get_or_create(
-        username=username, defaults={"email": email, "is_superuser": superuser}
-    )
+    user, created = User.objects.get_or_create(username=username, defaults={"email": email, "is_superuser": superuser})
     if created:
         user.pseudonym = pseudonym_generate()
         user.set_password(password)

@@ -41,9 +41,7 @@ def sniff_format(data: bytes, name: str) -> str:
     raise ImageReadError(name, "unsupported file type (expected DICOM, NIfTI, PNG, JPEG or TIFF)")
 
 
-def read_images(
-    data: bytes, name: str, options: ReadOptions | None = None, *, uid_key: bytes
-) -> list[DecodedImage]:
+def read_images(data: bytes, name: str, options: ReadOptions | None = None, *, uid_key: bytes) -> list[DecodedImage]:
     """Decode every 2-D image in one file.
 
     data: the whole file. name: its name, used in error messages and for preamble-less DICOM.

@@ -43,9 +43,7 @@ def ct_window(hu: np.ndarray, preset: str) -> tuple[np.ndarray, dict]:
     return out, {"method": "ct_window", "preset": preset, "centre_hu": centre, "width_hu": width}
 
 
-def percentile_normalise(
-    values: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5
-) -> tuple[np.ndarray, dict]:
+def percentile_normalise(values: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5) -> tuple[np.ndarray, dict]:
     """Scale an MR (or other grey) image between two intensity percentiles to uint8.
 
     Percentiles are taken over finite values; a constant image becomes all zeros.

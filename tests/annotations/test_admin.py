@@ -33,8 +33,10 @@ def test_every_changelist_renders(staff_client, dataset):
 def test_import_page_imports_files(staff_client, dataset):
     upload = io.BytesIO(png_bytes(seed=3))
     upload.name = "slice.png"
-    r = staff_client.post(f"/admin/annotations/dataset/{dataset.pk}/import/", {"files": [upload],
-                          "ct_window": "soft_tissue", "nifti_axis": "axial"})
+    r = staff_client.post(
+        f"/admin/annotations/dataset/{dataset.pk}/import/",
+        {"files": [upload], "ct_window": "soft_tissue", "nifti_axis": "axial"},
+    )
     assert r.status_code == 302
     assert Image.objects.filter(dataset=dataset, source_name="slice.png").exists()
 
@@ -42,8 +44,10 @@ def test_import_page_imports_files(staff_client, dataset):
 def test_import_page_reports_a_bad_file_and_imports_nothing(staff_client, dataset):
     good, bad = io.BytesIO(png_bytes(seed=4)), io.BytesIO(b"not an image at all")
     good.name, bad.name = "good.png", "broken.png"
-    r = staff_client.post(f"/admin/annotations/dataset/{dataset.pk}/import/", {"files": [good, bad],
-                          "ct_window": "soft_tissue", "nifti_axis": "axial"})
+    r = staff_client.post(
+        f"/admin/annotations/dataset/{dataset.pk}/import/",
+        {"files": [good, bad], "ct_window": "soft_tissue", "nifti_axis": "axial"},
+    )
     assert r.status_code == 200
     assert "broken.png" in r.content.decode()
     assert not Image.objects.exists()
@@ -76,18 +80,25 @@ def test_researcher_sees_only_their_own_datasets_in_the_admin(alice, charlie, da
     assert other.get(f"/admin/annotations/image/{image.pk}/change/").status_code == 302  # "does not exist"
     upload = io.BytesIO(png_bytes(seed=8))
     upload.name = "sneaky.png"
-    r = other.post(f"/admin/annotations/dataset/{dataset.pk}/import/", {"files": [upload],
-                   "ct_window": "soft_tissue", "nifti_axis": "axial"})
+    r = other.post(
+        f"/admin/annotations/dataset/{dataset.pk}/import/",
+        {"files": [upload], "ct_window": "soft_tissue", "nifti_axis": "axial"},
+    )
     assert r.status_code == 404
     assert not Image.objects.filter(source_name="sneaky.png").exists()
 
 
 def test_researcher_creates_a_dataset_they_own(charlie):
     client = researcher_client(charlie)
-    r = client.post("/admin/annotations/dataset/add/", {
-        "name": "Charlie's livers", "description": "",
-        "label_classes-TOTAL_FORMS": "0", "label_classes-INITIAL_FORMS": "0",
-    })
+    r = client.post(
+        "/admin/annotations/dataset/add/",
+        {
+            "name": "Charlie's livers",
+            "description": "",
+            "label_classes-TOTAL_FORMS": "0",
+            "label_classes-INITIAL_FORMS": "0",
+        },
+    )
     assert r.status_code == 302, r.content.decode()[:2000]
     from annotations.models import Dataset
 
