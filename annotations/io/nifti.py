@@ -28,7 +28,7 @@ from nibabel.orientations import io_orientation
 from nibabel.spatialimages import HeaderDataError
 
 from . import check_size
-from .preprocess import ct_window, grey_to_rgb
+from .preprocess import ct_window, grey_to_rgb, percentile_range, scale_to_uint8
 from .types import DecodedImage, ImageReadError, ReadOptions, SliceInfo
 
 AXES = ("sagittal", "coronal", "axial")  # index = canonical array axis sliced along (R, A, S)
@@ -272,17 +272,8 @@ def _ct_converter(preset: str):
 
 
 def _percentile_converter(volume: np.ndarray):
-    """Percentiles once over the volume's finite voxels; the same mapping for every slice.
-
-    The mapping is ``preprocess.percentile_normalise``'s: values at or below the low
-    percentile map to 0, at or above the high one to 255, NaN to 0, +inf to 255.
-    """
-    finite = volume[np.isfinite(volume)]
-    if finite.size == 0:
-        lo = hi = 0.0
-    else:
-        lo, hi = (float(x) for x in np.percentile(finite, [_LOW_PCT, _HIGH_PCT]))
-    del finite
+    """Percentiles once over the volume's finite voxels; the same mapping for every slice."""
+    lo, hi = percentile_range(volume, _LOW_PCT, _HIGH_PCT)
     record = {
         "method": "percentile",
         "low_pct": _LOW_PCT,
@@ -293,17 +284,6 @@ def _percentile_converter(volume: np.ndarray):
     }
 
     def convert(plane: np.ndarray) -> tuple[np.ndarray, dict]:
-        return scale_between(plane, lo, hi), dict(record)
+        return scale_to_uint8(plane, lo, hi), dict(record)
 
     return convert
-
-
-def scale_between(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Map ``values`` linearly so lo -> 0 and hi -> 255, clipped, to uint8 (same shape).
-
-    NaN and -inf map to 0, +inf to 255; if hi <= lo the result is all zeros.
-    """
-    if hi <= lo:
-        return np.zeros(values.shape, np.uint8)
-    v = np.nan_to_num(values.astype(np.float32), nan=lo, posinf=hi, neginf=lo)
-    return np.clip(np.rint((v - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)

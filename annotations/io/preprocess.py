@@ -43,23 +43,34 @@ def ct_window(hu: np.ndarray, preset: str) -> tuple[np.ndarray, dict]:
     return out, {"method": "ct_window", "preset": preset, "centre_hu": centre, "width_hu": width}
 
 
+def percentile_range(values: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5) -> tuple[float, float]:
+    """The ``low_pct`` and ``high_pct`` intensity percentiles over finite values; (0, 0) if none."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0, 0.0
+    lo, hi = (float(x) for x in np.percentile(finite, [low_pct, high_pct]))
+    return lo, hi
+
+
+def scale_to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Map ``values`` linearly so ``low`` -> 0 and ``high`` -> 255, clipped, to uint8 (same shape).
+
+    NaN and -inf map to 0, +inf to 255; if ``high <= low`` the result is all zeros.
+    """
+    if high <= low:
+        return np.zeros(values.shape, np.uint8)
+    v = np.nan_to_num(values.astype(np.float32), nan=low, posinf=high, neginf=low)
+    return np.clip(np.rint((v - low) * (255.0 / (high - low))), 0, 255).astype(np.uint8)
+
+
 def percentile_normalise(values: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5) -> tuple[np.ndarray, dict]:
     """Scale an MR (or other grey) image between two intensity percentiles to uint8.
 
     Percentiles are taken over finite values; a constant image becomes all zeros.
     """
-    v = values.astype(np.float32)
-    finite = v[np.isfinite(v)]
-    if finite.size == 0:
-        lo = hi = 0.0
-    else:
-        lo, hi = (float(x) for x in np.percentile(finite, [low_pct, high_pct]))
+    lo, hi = percentile_range(values, low_pct, high_pct)
     record = {"method": "percentile", "low_pct": low_pct, "high_pct": high_pct, "low": lo, "high": hi}
-    if hi <= lo:
-        return np.zeros(v.shape, np.uint8), record
-    v = np.nan_to_num(v, nan=lo, posinf=hi, neginf=lo)
-    out = np.clip(np.rint((v - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
-    return out, record
+    return scale_to_uint8(values, lo, hi), record
 
 
 def grey_to_rgb(grey: np.ndarray) -> np.ndarray:

@@ -198,3 +198,13 @@ def test_display_rendition_is_bounded_and_has_no_metadata(alice, dataset):
     assert max(rendition.size) == 1024
     assert not rendition.info.get("exif") and not rendition.info.get("xmp")
     assert (image.width, image.height) == (3000, 1500)
+
+
+def test_it_refuses_an_upload_over_the_limit(alice, dataset, settings):
+    settings.CROWDSEG_MAX_UPLOAD_BYTES = 1000
+    r = client_for(alice).post(
+        f"/api/v1/datasets/{dataset.pk}/images", {"files": [upload("big.png", png_bytes(200, 200))]}, format="multipart"
+    )
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "too_large"
+    assert not Image.objects.exists()
