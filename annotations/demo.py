@@ -9,9 +9,7 @@ Loading is idempotent: users, datasets, images and gold standards are only creat
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -21,6 +19,7 @@ from accounts.services import user_ensure
 from . import services
 from .io import ReadOptions
 from .io.nifti import volume_slices
+from .io.samples import mni_path, pydicom_test_file
 from .models import Dataset, GoldStandard, Task
 
 MNI_DATASET = "MNI ICBM152 brain (demo)"
@@ -42,28 +41,6 @@ class DemoSummary:
     users: list[tuple[str, str, bool]]  # username, role, created
     images_created: int
     golds_created: int
-
-
-def mni_path(kind: str) -> Path:
-    """Path of nilearn's bundled ICBM152 2009a map: kind is "t1", "wm" or "gm".
-
-    Found without importing nilearn (which imports scikit-learn, seconds of start-up).
-    """
-    spec = importlib.util.find_spec("nilearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("nilearn is not installed")
-    root = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
-    return root / f"mni_icbm152_{kind}_tal_nlin_sym_09a_converted.nii.gz"
-
-
-def pydicom_test_file(name: str) -> Path:
-    """A DICOM file from pydicom's bundled test data (never downloaded)."""
-    spec = importlib.util.find_spec("pydicom")
-    assert spec is not None and spec.submodule_search_locations
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "test_files" / name
-    if not path.is_file():
-        raise FileNotFoundError(f"{name} is not among pydicom's bundled test files")
-    return path
 
 
 def mni_gold_slices(count: int, options: ReadOptions) -> dict[int, dict[str, np.ndarray]]:

@@ -40,3 +40,12 @@ def task_get_for_researcher(*, user: User, task_id) -> Task:
     if task is None:
         raise NotFound(f"task {task_id} not found")
     return task
+
+
+def task_get_for_player(*, user: User, task_id) -> Task:
+    """A task ``user`` may work on (ask suggestions for, annotate), or NotFound.
+
+    Today: tasks of datasets the user researches. Volunteers and pupils reach tasks through the
+    campaigns they joined, which arrive with the game loop; this is the one place to extend.
+    """
+    return task_get_for_researcher(user=user, task_id=task_id)

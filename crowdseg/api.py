@@ -41,7 +41,7 @@ def exception_handler(exc, context):
     """DRF exception handler: domain errors, DRF errors and Django errors in one shape."""
     if isinstance(exc, DomainError):
         body = error_body(exc.status, exc.code, exc.message, exc.fields)
-        return Response(body, status=exc.status)
+        return Response(body, status=exc.status, headers=exc.headers)
     if isinstance(exc, ImageReadError):
         return Response(error_body(400, "unreadable_image", str(exc)), status=400)
     if isinstance(exc, Http404):

@@ -9,12 +9,15 @@ class DomainError(Exception):
     status = 400
     code = "invalid"
 
-    def __init__(self, message: str, *, code: str | None = None, fields: dict | None = None):
+    def __init__(
+        self, message: str, *, code: str | None = None, fields: dict | None = None, headers: dict | None = None
+    ):
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
         self.fields = fields or {}
+        self.headers = headers or {}  # e.g. Retry-After
 
 
 class NotFound(DomainError):
@@ -35,3 +38,8 @@ class Conflict(DomainError):
 class TooLarge(DomainError):
     status = 413
     code = "too_large"
+
+
+class Unavailable(DomainError):
+    status = 503
+    code = "unavailable"

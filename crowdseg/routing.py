@@ -1,3 +1,9 @@
-"""WebSocket routes of every app (the game's live events arrive with the game-loop issue)."""
+"""WebSocket routes of every app."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from gamification.consumers import PlayConsumer
+
+websocket_urlpatterns = [
+    path("ws/v1/play", PlayConsumer.as_asgi()),
+]

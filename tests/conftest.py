@@ -27,6 +27,27 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def cache_clear() -> None:
+    """Empty the cache between tests; on Redis only our keys, never the Celery broker's."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    prefix = settings.CACHES["default"].get("KEY_PREFIX")
+    if prefix and "redis" in settings.CACHES["default"]["BACKEND"].lower():
+        client = cache._cache.get_client(write=True)
+        for key in client.scan_iter(match=f"{prefix}:*"):
+            client.delete(key)
+    else:
+        cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache(request):
+    """Rate limits and throttles start from zero in every test."""
+    if "django_db_setup" in request.fixturenames or request.node.get_closest_marker("django_db"):
+        cache_clear()
+
+
 def client_for(user):
     """An API client authenticated as ``user``."""
     from rest_framework.test import APIClient

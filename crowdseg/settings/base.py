@@ -157,7 +157,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "crowdseg.api.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_THROTTLE_RATES": {"guest": "10/hour", "import": "60/hour"},
+    "DEFAULT_THROTTLE_RATES": {"guest": "10/hour", "import": "60/hour", "suggest": "600/min"},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "crowdseg API",
@@ -199,6 +199,12 @@ FILE_UPLOAD_TEMP_DIR = None
 CROWDSEG_KEEP_ORIGINALS = env_bool("CROWDSEG_KEEP_ORIGINALS", False)
 # Serve media through Django (the embedded demo); a deployment serves it from object storage.
 CROWDSEG_SERVE_MEDIA = env_bool("CROWDSEG_SERVE_MEDIA", True)
+
+# MedSAM: where export_medsam writes the ONNX model the server uses; embeddings are computed
+# when images are imported (a Celery task) unless switched off.
+CROWDSEG_MODEL_DIR = Path(env("CROWDSEG_MODEL_DIR") or DATA_DIR / "models" / "litemedsam")
+CROWDSEG_EMBED_ON_IMPORT = env_bool("CROWDSEG_EMBED_ON_IMPORT", True)
+CROWDSEG_ONNX_THREADS = env_int("CROWDSEG_ONNX_THREADS", 0)  # 0: onnxruntime's choice
 
 LOGGING = {
     "version": 1,

@@ -27,3 +27,5 @@ else:
 if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
     # The real Celery worker of the service-bound tests opens the same test database.
     DATABASES["default"]["TEST"] = {"NAME": "test_crowdseg"}
+CROWDSEG_MODEL_DIR = Path(env("CROWDSEG_MODEL_DIR") or DATA_DIR / "models" / "litemedsam")
+CROWDSEG_EMBED_ON_IMPORT = False  # tests that need embeddings ask for them

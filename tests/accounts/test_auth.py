@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from accounts.models import Role, User
@@ -60,7 +59,6 @@ def test_signup_without_email_makes_a_volunteer():
 
 
 def test_failed_logins_are_rate_limited():
-    cache.clear()
     UserFactory(username="alice")
     client = APIClient()
     bodies = [
@@ -140,7 +138,6 @@ def test_a_full_account_cannot_upgrade(volunteer):
 @pytest.mark.django_db(transaction=True)
 def test_rate_limits_hold_across_processes():
     """Failed logins in another process count here: the limit lives in Redis, not in memory."""
-    cache.clear()
     UserFactory(username="alice")
     script = (
         "import django; django.setup()\n"

@@ -10,7 +10,8 @@ import pytest
 from django.core.management import call_command
 
 from accounts.models import User
-from annotations.demo import DICOM_DATASET, MNI_DATASET, mni_path
+from annotations.demo import DICOM_DATASET, MNI_DATASET
+from annotations.io.samples import mni_path
 from annotations.models import Dataset, GoldStandard, Image, Task
 from inference.engine import rle
 

@@ -12,7 +12,7 @@ import pydicom
 import pytest
 from django.core.management import CommandError, call_command
 
-from annotations.demo import pydicom_test_file
+from annotations.io.samples import pydicom_test_file
 from annotations.models import Dataset, Image, Task
 from tests.annotations.test_datasets_api import stored_files
 from tests.factories import png_bytes

@@ -1,0 +1,89 @@
+"""The game's WebSocket: one per open client, authenticated like the API.
+
+Messages are JSON objects with a ``type``. Today a client can ask for suggestions here instead of
+over HTTP (``{"type": "suggest", "id": "c1", "task": "<uuid>", "box": [x0, y0, x1, y1]}`` ->
+``{"type": "suggestion", "id": "c1", ...same fields as the REST answer}``); the game loop adds its
+live events to the same socket. Errors use the API's error body: ``{"type": "error", "id": ...,
+"error": {"status": 400, "code": ..., "message": ...}}``. The consumer only relays: every answer
+comes from the same service as the REST endpoint.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from annotations import selectors
+from crowdseg.api import error_body
+from crowdseg.errors import DomainError
+from inference import services
+from inference.api.serializers import PromptSerializer, suggestion_data
+
+MAX_MESSAGE_BYTES = 16 * 1024
+SUGGESTIONS_PER_SECOND = 20  # per connection; a dragging finger sends a few per second at most
+
+
+class PlayConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        self._tokens, self._refilled = float(SUGGESTIONS_PER_SECOND), time.monotonic()
+        await self.accept()
+
+    def _allow(self) -> bool:
+        """Token bucket: SUGGESTIONS_PER_SECOND, bursts up to the same number."""
+        now = time.monotonic()
+        self._tokens = min(SUGGESTIONS_PER_SECOND, self._tokens + (now - self._refilled) * SUGGESTIONS_PER_SECOND)
+        self._refilled = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        if bytes_data is not None or text_data is None or len(text_data) > MAX_MESSAGE_BYTES:
+            await self.send_json({"type": "error", "id": None, **error_body(400, "invalid", "send JSON text frames")})
+            return
+        try:
+            await super().receive(text_data=text_data, **kwargs)
+        except ValueError:
+            await self.send_json({"type": "error", "id": None, **error_body(400, "invalid", "malformed JSON")})
+
+    async def receive_json(self, content, **kwargs):
+        request_id = content.get("id") if isinstance(content, dict) else None
+        if not isinstance(content, dict) or content.get("type") != "suggest":
+            await self.send_json({"type": "error", "id": request_id, **error_body(400, "invalid", "unknown type")})
+            return
+        if not self._allow():
+            body = error_body(429, "throttled", f"at most {SUGGESTIONS_PER_SECOND} suggestions a second")
+            await self.send_json({"type": "error", "id": request_id, **body})
+            return
+        try:
+            answer = await self._suggest(content)
+        except DomainError as exc:
+            body = error_body(exc.status, exc.code, exc.message, exc.fields)
+            await self.send_json({"type": "error", "id": request_id, **body, **_retry(exc)})
+            return
+        await self.send_json({"type": "suggestion", "id": request_id, **answer})
+
+    @database_sync_to_async
+    def _suggest(self, content: dict) -> dict:
+        params = PromptSerializer(data=content)
+        if not params.is_valid():
+            raise DomainError("invalid prompt", code="invalid", fields=params.errors)
+        try:
+            task_id = uuid.UUID(str(content.get("task")))
+        except ValueError:
+            raise DomainError("task must be a task id", code="invalid", fields={"task": ["not a task id"]}) from None
+        task = selectors.task_get_for_player(user=self.scope["user"], task_id=task_id)
+        return suggestion_data(services.suggestion_make(task=task, **params.validated_data))
+
+
+def _retry(exc: DomainError) -> dict:
+    retry_after = exc.headers.get("Retry-After")
+    return {"retry_after": int(retry_after)} if retry_after else {}

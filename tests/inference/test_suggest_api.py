@@ -1,0 +1,385 @@
+"""Suggestions in the product: embeddings, the suggest endpoint, initial masks, on-device decoding."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+from PIL import Image as PILImage
+
+from annotations import services as annotation_services
+from annotations.io.samples import sample_images
+from annotations.models import Annotation, GoldStandard
+from inference import services
+from inference.engine import rle
+from inference.models import ImageEmbedding
+from tests.conftest import REAL_STACK, client_for
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def model(settings, medsam_model_dir):
+    settings.CROWDSEG_MODEL_DIR = medsam_model_dir
+    return services.model_manifest()
+
+
+def png_of(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    PILImage.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def brain_pixels() -> np.ndarray:
+    return sample_images()[0]
+
+
+@pytest.fixture(scope="session")
+def brain_png(brain_pixels) -> bytes:
+    return png_of(brain_pixels)
+
+
+def import_png(dataset, data: bytes, name: str = "brain.png"):
+    source = annotation_services.BytesSource(name=name, data=data)
+    return annotation_services.images_import(dataset=dataset, sources=[source]).created[0]
+
+
+@pytest.fixture
+def task(dataset, brain_png):
+    return import_png(dataset, brain_png).tasks.get()
+
+
+@pytest.fixture
+def ready_task(task, model, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        services.embedding_request(image=task.image)
+    assert ImageEmbedding.objects.get(image=task.image).status == ImageEmbedding.Status.READY
+    return task
+
+
+def brain_box(task) -> list[float]:
+    """A box around the foreground (the head) of the test image, in pixels."""
+    pixels = annotation_services.image_model_input(task.image)[:, :, 0] > 20
+    rows, cols = np.flatnonzero(pixels.any(axis=1)), np.flatnonzero(pixels.any(axis=0))
+    return [float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)]
+
+
+def test_first_request_is_409_with_retry_after_and_queues_the_encoder(alice, task, model):
+    r = client_for(alice).post(f"/api/v1/tasks/{task.pk}/suggest", {"box": [10, 10, 60, 60]}, format="json")
+    assert r.status_code == 409
+    assert r["Retry-After"] == str(services.EMBED_RETRY_AFTER_S)
+    assert r.json()["error"]["code"] == "embedding_not_ready"
+    assert ImageEmbedding.objects.get(image=task.image).status == ImageEmbedding.Status.PENDING
+
+
+def test_409_then_200_once_the_embedding_is_computed(alice, task, model, django_capture_on_commit_callbacks):
+    client = client_for(alice)
+    with django_capture_on_commit_callbacks(execute=True):  # the in-process Celery task runs
+        assert (
+            client.post(f"/api/v1/tasks/{task.pk}/suggest", {"box": [10, 10, 60, 60]}, format="json").status_code == 409
+        )
+    r = client.post(f"/api/v1/tasks/{task.pk}/suggest", {"box": brain_box(task)}, format="json")
+    assert r.status_code == 200, r.content
+
+
+def test_box_prompt_returns_a_mask_inside_the_box(alice, ready_task, model):
+    box = brain_box(ready_task)
+    r = client_for(alice).post(f"/api/v1/tasks/{ready_task.pk}/suggest", {"box": box}, format="json")
+    assert r.status_code == 200, r.content
+    body = r.json()
+    mask = rle.decode(body["rle"], expected_size=(ready_task.image.height, ready_task.image.width))
+    assert body["area"] == mask.sum() > 1000
+    x0, y0, x1, y1 = (int(v) for v in box)
+    inside = mask[y0:y1, x0:x1].sum()
+    assert inside / mask.sum() > 0.95
+    assert 0 <= body["predicted_iou"] <= 1.2
+    assert body["model_version"] == model.version and body["source"] == "prompt"
+    assert body["polygons"] and all(len(p) >= 6 for p in body["polygons"])
+    assert "suggest;dur=" in r["Server-Timing"]
+
+
+def test_points_refine_a_box(alice, ready_task, model):
+    box = brain_box(ready_task)
+    centre = [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]
+    r = client_for(alice).post(
+        f"/api/v1/tasks/{ready_task.pk}/suggest", {"box": box, "points": [centre], "labels": [1]}, format="json"
+    )
+    assert r.status_code == 200, r.content
+    assert r.json()["area"] > 0
+
+
+@pytest.mark.parametrize(
+    ("prompt", "fragment"),
+    [
+        ({}, "nothing"),
+        ({"box": [50, 50, 10, 10]}, "box"),
+        ({"box": [10, 10, 10, 40]}, "box"),
+        ({"box": [-50, 10, 40, 40]}, "outside"),
+        ({"box": [10, 10, 5000, 40]}, "outside"),
+        ({"points": [[10, 10]], "labels": [1, 0]}, "label"),
+        ({"points": [[10, 10]]}, "label"),
+        ({"points": [[10, 10]], "labels": [7]}, "label"),
+        ({"points": [[10, 99999]], "labels": [1]}, "outside"),
+        ({"points": [[10, 10]] * 40, "labels": [1] * 40}, "points"),
+    ],
+)
+def test_it_rejects_a_bad_prompt(alice, ready_task, model, prompt, fragment):
+    r = client_for(alice).post(f"/api/v1/tasks/{ready_task.pk}/suggest", prompt, format="json")
+    assert r.status_code == 400, r.content
+    assert fragment in r.json()["error"]["message"].lower()
+
+
+def test_it_rejects_malformed_json_fields(alice, ready_task, model):
+    r = client_for(alice).post(f"/api/v1/tasks/{ready_task.pk}/suggest", {"box": ["a", 1, 2, 3]}, format="json")
+    assert r.status_code == 400
+    assert "box" in r.json()["error"]["fields"]
+
+
+def test_outsiders_get_no_suggestions(charlie, volunteer, ready_task, model):
+    for user in (charlie, volunteer):
+        r = client_for(user).post(f"/api/v1/tasks/{ready_task.pk}/suggest", {"box": [1, 1, 20, 20]}, format="json")
+        assert r.status_code == 404
+        assert client_for(user).get(f"/api/v1/tasks/{ready_task.pk}/embedding").status_code == 404
+
+
+def test_anonymous_requests_are_refused(ready_task):
+    from rest_framework.test import APIClient
+
+    api_client = APIClient()
+    r = api_client.post(f"/api/v1/tasks/{ready_task.pk}/suggest", {"box": [1, 1, 20, 20]}, format="json")
+    assert r.status_code in (401, 403)
+
+
+def test_it_answers_503_before_the_model_is_exported(alice, task, settings, tmp_path):
+    settings.CROWDSEG_MODEL_DIR = tmp_path / "nothing-here"
+    r = client_for(alice).post(f"/api/v1/tasks/{task.pk}/suggest", {"box": [1, 1, 20, 20]}, format="json")
+    assert r.status_code == 503
+    assert "export_medsam" in r.json()["error"]["message"]
+
+
+def test_suggestions_are_rate_limited_per_user(alice, ready_task, model, settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"suggest": "3/min"}}
+    from inference.api.views import SuggestThrottle
+
+    SuggestThrottle.THROTTLE_RATES = {"suggest": "3/min"}
+    try:
+        codes = [
+            client_for(alice)
+            .post(f"/api/v1/tasks/{ready_task.pk}/suggest", {"box": brain_box(ready_task)}, format="json")
+            .status_code
+            for _ in range(5)
+        ]
+    finally:
+        from rest_framework.settings import api_settings
+
+        SuggestThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+    assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]
+
+
+def test_on_device_embedding_is_compact_and_close_to_the_full_one(alice, ready_task, model):
+    client = client_for(alice)
+    r = client.get(f"/api/v1/tasks/{ready_task.pk}/embedding")
+    assert r.status_code == 200
+    payload = r.content
+    assert len(payload) < 1.1 * 2**20  # int8: about 1 MiB instead of 4 MiB of float32
+    full = services.embedding_cache.get(ImageEmbedding.objects.get(image=ready_task.image)).astype(np.float32)
+    received = services.embedding_from_payload(payload)
+    assert received.shape == full.shape
+    assert np.abs(received - full).max() <= np.abs(full).max(axis=(1, 2)).max() / 127 + 1e-6
+    assert client.get(f"/api/v1/tasks/{ready_task.pk}/embedding", HTTP_IF_NONE_MATCH=r["ETag"]).status_code == 304
+    half = client.get(f"/api/v1/tasks/{ready_task.pk}/embedding?encoding=float16")
+    assert np.allclose(services.embedding_from_payload(half.content), full, atol=1e-2)
+    assert client.get(f"/api/v1/tasks/{ready_task.pk}/embedding?encoding=bits").status_code == 400
+
+
+def test_clients_can_fetch_the_decoder_to_run_it_themselves(alice, model):
+    client = client_for(alice)
+    info = client.get("/api/v1/models/current").json()
+    assert info["model_version"] == model.version
+    r = client.get(info["decoder_url"])
+    assert r.status_code == 200
+    body = b"".join(r.streaming_content)
+    assert hashlib.sha256(body).hexdigest() == info["decoder_sha256"] and len(body) == info["decoder_bytes"]
+    assert "immutable" in r["Cache-Control"]
+    assert client.get("/api/v1/models/other-version/decoder.onnx").status_code == 404
+
+
+def test_initial_mask_is_none_without_anything_to_go_on(alice, ready_task, model):
+    assert client_for(alice).get(f"/api/v1/tasks/{ready_task.pk}/initial-mask").status_code == 204
+
+
+def test_initial_mask_from_where_the_class_usually_lies(alice, dataset, brain_pixels, ready_task, model):
+    gold = np.zeros((ready_task.image.height, ready_task.image.width), bool)
+    x0, y0, x1, y1 = (int(v) for v in brain_box(ready_task))
+    gold[y0:y1, x0:x1] = True
+    for seed in range(3):  # three other images of the class with gold standards
+        pixels = brain_pixels.copy()
+        pixels[0, 0] = seed + 1  # another file
+        other = import_png(dataset, png_of(pixels), name=f"o{seed}.png")
+        annotation_services.gold_standard_set(task=other.tasks.get(), mask=gold, created_by=None)
+    r = client_for(alice).get(f"/api/v1/tasks/{ready_task.pk}/initial-mask")
+    assert r.status_code == 200, r.content
+    assert r.json()["source"] == "class_prior" and r.json()["area"] > 1000
+
+
+def test_initial_mask_from_the_consensus_of_earlier_annotators(alice, ready_task, model):
+    h, w = ready_task.image.height, ready_task.image.width
+    masks = [np.zeros((h, w), bool) for _ in range(3)]
+    masks[0][10:50, 10:50] = True
+    masks[1][12:52, 10:50] = True
+    masks[2][100:120, 100:120] = True  # the odd one out
+    for i, mask in enumerate(masks):
+        Annotation.objects.create(
+            task=ready_task, annotator=UserFactory(), mask=rle.encode(mask), area=int(mask.sum()), client_key=f"k{i}"
+        )
+    r = client_for(alice).get(f"/api/v1/tasks/{ready_task.pk}/initial-mask")
+    assert r.json()["source"] == "consensus"
+    consensus = rle.decode(r.json()["rle"])
+    assert consensus[30, 30] and not consensus[110, 110]
+
+
+def test_importing_queues_the_embedding_of_new_images(
+    dataset, brain_png, model, settings, django_capture_on_commit_callbacks
+):
+    settings.CROWDSEG_EMBED_ON_IMPORT = True
+    with django_capture_on_commit_callbacks(execute=True):
+        image = import_png(dataset, brain_png)
+    embedding = ImageEmbedding.objects.get(image=image)
+    assert embedding.status == ImageEmbedding.Status.READY and embedding.encode_ms is not None
+    array = services.embedding_cache.get(embedding)
+    assert array.dtype == np.float16 and array.shape == tuple(model.embedding_shape)
+
+
+def test_import_without_a_model_still_imports(
+    dataset, brain_png, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    settings.CROWDSEG_EMBED_ON_IMPORT = True
+    settings.CROWDSEG_MODEL_DIR = tmp_path / "none"
+    with django_capture_on_commit_callbacks(execute=True):
+        import_png(dataset, brain_png)
+    assert not ImageEmbedding.objects.exists()
+
+
+def test_computing_twice_is_harmless_and_a_stale_claim_is_taken_over(task, model):
+    embedding = services.embedding_request(image=task.image)
+    services.embedding_compute(embedding_id=embedding.pk)
+    first = ImageEmbedding.objects.get(pk=embedding.pk)
+    services.embedding_compute(embedding_id=embedding.pk)  # a duplicate delivery: nothing happens
+    assert ImageEmbedding.objects.get(pk=embedding.pk).updated_at == first.updated_at
+    # A worker died while RUNNING: after the stale period another run takes over.
+    ImageEmbedding.objects.filter(pk=embedding.pk).update(
+        status=ImageEmbedding.Status.RUNNING, updated_at=timezone.now() - timedelta(hours=1)
+    )
+    assert services.embedding_compute(embedding_id=embedding.pk).status == ImageEmbedding.Status.READY
+
+
+def test_embed_images_command_fills_in_missing_embeddings(dataset, brain_png, model):
+    image = import_png(dataset, brain_png)
+    out = io.StringIO()
+    call_command("embed_images", "--dataset", dataset.name, stdout=out, stderr=io.StringIO())
+    assert "1 embeddings computed, 0 failed" in out.getvalue()
+    assert ImageEmbedding.objects.get(image=image).status == ImageEmbedding.Status.READY
+    out = io.StringIO()
+    call_command("embed_images", stdout=out, stderr=io.StringIO())
+    assert "0 embeddings computed" in out.getvalue()
+
+
+def test_export_command_reuses_a_complete_export(medsam_model_dir, model):
+    out = io.StringIO()
+    call_command("export_medsam", "--out", str(medsam_model_dir), stdout=out)
+    assert f"model {model.version} already exported" in out.getvalue()
+
+
+def test_export_command_names_a_missing_checkpoint(tmp_path):
+    with pytest.raises(CommandError, match="no such checkpoint"):
+        call_command("export_medsam", "--out", str(tmp_path / "m"), "--checkpoint", str(tmp_path / "nope.pth"))
+
+
+def test_gold_answers_never_come_back_in_suggestions(alice, ready_task, model):
+    gold = np.ones((ready_task.image.height, ready_task.image.width), bool)
+    annotation_services.gold_standard_set(task=ready_task, mask=gold, created_by=alice)
+    r = client_for(alice).post(f"/api/v1/tasks/{ready_task.pk}/suggest", {"box": [5, 5, 30, 30]}, format="json")
+    assert r.json()["area"] < gold.sum() / 4  # the model's answer, not the gold one
+    assert GoldStandard.objects.count() == 1
+
+
+@pytest.mark.real_stack
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_computes_the_embedding(dataset, brain_png, model, settings, celery_worker_process):
+    settings.CROWDSEG_EMBED_ON_IMPORT = True
+    image = import_png(dataset, brain_png)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        embedding = ImageEmbedding.objects.filter(image=image).first()
+        if embedding and embedding.status in (ImageEmbedding.Status.READY, ImageEmbedding.Status.FAILED):
+            break
+        time.sleep(0.2)
+    assert embedding is not None and embedding.status == ImageEmbedding.Status.READY, embedding and embedding.error
+
+
+def ws_communicator(headers=None):
+    from channels.testing import WebsocketCommunicator
+
+    from crowdseg.asgi import application
+
+    return WebsocketCommunicator(
+        application,
+        "/ws/v1/play",
+        headers=[(b"origin", b"http://localhost"), (b"host", b"localhost"), *(headers or [])],
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_suggestions_over_the_websocket_with_an_app_session_token(task, model):
+    import asyncio
+
+    from rest_framework.test import APIClient
+
+    from tests.factories import PASSWORD
+
+    services.embedding_compute(embedding_id=services.embedding_request(image=task.image).pk)
+    owner = task.label_class.dataset.owner
+    login = APIClient().post(
+        "/_allauth/app/v1/auth/login", {"username": owner.username, "password": PASSWORD}, format="json"
+    )
+    token = login.json()["meta"]["session_token"].encode()
+    box = brain_box(task)
+
+    async def play():
+        communicator = ws_communicator([(b"x-session-token", token)])
+        connected, _ = await communicator.connect()
+        assert connected
+        await communicator.send_json_to({"type": "suggest", "id": "c1", "task": str(task.pk), "box": box})
+        answer = await communicator.receive_json_from(timeout=20)
+        await communicator.send_json_to({"type": "suggest", "id": "c2", "task": str(task.pk), "box": [9, 9, 1, 1]})
+        error = await communicator.receive_json_from(timeout=20)
+        await communicator.send_json_to({"type": "suggest", "id": "c3", "task": "nope", "box": box})
+        bad_task = await communicator.receive_json_from(timeout=20)
+        await communicator.disconnect()
+        return answer, error, bad_task
+
+    answer, error, bad_task = asyncio.run(play())
+    assert answer["type"] == "suggestion" and answer["id"] == "c1" and answer["area"] > 1000
+    assert error["type"] == "error" and error["id"] == "c2" and error["error"]["code"] == "invalid_prompt"
+    assert bad_task["error"]["status"] == 400
+
+
+@pytest.mark.django_db(transaction=True)
+def test_websocket_refuses_anonymous_clients():
+    import asyncio
+
+    async def connect():
+        communicator = ws_communicator()
+        connected, code = await communicator.connect()
+        return connected, code
+
+    connected, code = asyncio.run(connect())
+    assert not connected and code == 4401
