@@ -35,7 +35,8 @@ from annotations.io.samples import sample_images
 from annotations.models import Dataset
 from inference import services as inference
 user, _ = user_ensure(username="bench", password="bench-password-123", role="researcher")
-dataset = Dataset.objects.filter(name="bench").first() or a.dataset_create(name="bench", owner=user, label_classes=["brain"])
+dataset = Dataset.objects.filter(name="bench").first()
+dataset = dataset or a.dataset_create(name="bench", owner=user, label_classes=["brain"])
 buf = io.BytesIO()
 P.fromarray(sample_images()[0]).save(buf, format="PNG")
 result = a.images_import(dataset=dataset, sources=[a.BytesSource("brain.png", buf.getvalue())])

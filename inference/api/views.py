@@ -112,7 +112,8 @@ class DecoderDownloadView(APIView):
         manifest = services.model_manifest()
         if version != manifest.version:
             raise NotFound(f"model {version} is not served; the current one is {manifest.version}")
-        response = FileResponse(open(manifest.decoder_path, "rb"), content_type="application/octet-stream")
+        # FileResponse closes the file when the response is done.
+        response = FileResponse(open(manifest.decoder_path, "rb"), content_type="application/octet-stream")  # noqa: SIM115
         response["Cache-Control"] = "public, max-age=31536000, immutable"
         response["ETag"] = f'"{manifest.decoder.sha256}"'
         return response

@@ -19,7 +19,7 @@ from annotations.models import Annotation, GoldStandard
 from inference import services
 from inference.engine import rle
 from inference.models import ImageEmbedding
-from tests.conftest import REAL_STACK, client_for
+from tests.conftest import client_for
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
