@@ -429,6 +429,10 @@ def _export(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # A sibling folder, so the final rename stays on one filesystem (and is atomic).
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    # mkdtemp makes the folder private (0700); the server may run as another user.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(work, 0o777 & ~umask)
     try:
         _export_encoder(reference, work / "encoder.onnx", opset)
         _export_decoder(reference, work / "decoder.onnx", opset)

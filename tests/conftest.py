@@ -100,9 +100,13 @@ def celery_worker_process(django_db_setup, django_db_blocker):
     """A real Celery worker in its own process, on the test database and the Redis broker."""
     from django.conf import settings
 
+    from tests.inference.conftest import CACHE_DIR, model_cache_key
+
     env = {
         **child_process_env(),
         "DJANGO_SETTINGS_MODULE": "crowdseg.settings.test",
+        # The model tests export (tests/inference/conftest.py); the worker reads it at task time.
+        "CROWDSEG_MODEL_DIR": str(CACHE_DIR / f"medsam-{model_cache_key()}"),
         "CROWDSEG_DATA_DIR": str(settings.DATA_DIR),
     }
     proc = subprocess.Popen(

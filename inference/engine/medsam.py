@@ -297,7 +297,7 @@ def validate_prompt(
         ValueError: naming the offending value, if no box and no points are given, the box is not
             4 finite numbers, inverted, zero-area or outside the image, a point is not 2 finite
             numbers or outside the image, there are more than ``max_points`` points, or labels are
-            missing, of the wrong length or not 0/1.
+            missing, of the wrong length, not 0/1, or given without points.
     """
     h, w = _image_size(original_size)
     pts = [] if points is None else _as_list(points, "points")

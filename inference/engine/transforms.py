@@ -276,7 +276,9 @@ def mask_from_low_res(low_res_logits: np.ndarray, original_size: tuple[int, int]
     * longest_side: bilinear to the S x S input frame (skipped when the logits already are
       S x S, as for LiteMedSAM), crop to :func:`resized_size` (drop the padding), bilinear to
       ``(H, W)``;
-    * stretch: bilinear straight to ``(H, W)``, as ``MedSAM_Inference.py`` does.
+    * stretch: bilinear straight to ``(H, W)``, as ``MedSAM_Inference.py`` does (it resizes
+      sigmoid probabilities rather than logits, which can move the border by a fraction of a
+      low-res pixel; thresholding resized logits is what segment-anything and LiteMedSAM do).
 
     Bilinear interpolation only reads the 2 x 2 source pixels around each output pixel, so an
     output pixel can only be positive if one of those is; the last (largest) resize is
