@@ -71,8 +71,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer prompts (under a minute)")
     args = parser.parse_args()
-    prompts = 150 if args.quick else 1000
-    naive_prompts = 5 if args.quick else 20
+    prompts = 100 if args.quick else 1000
+    naive_prompts = 3 if args.quick else 20
 
     server = Server()
     server.manage("export_medsam")  # once per machine; reused afterwards
@@ -109,7 +109,7 @@ def main() -> None:
     image = sample_images()[0]
     size = image.shape[:2]
     embedding = encoder.embed(image)
-    local_boxes = prompt_boxes[20 : 20 + max(naive_prompts, 50)]
+    local_boxes = prompt_boxes[20 : 20 + (30 if args.quick else 200)]
     prompts_v = [validate_prompt(original_size=size, box=b) for b in local_boxes]
     decoder_ms = [t for p in prompts_v for t in timed(lambda p=p: decoder.predict(embedding, size, p), 1)]
     encoder_ms = timed(lambda: encoder.embed(image), 3 if args.quick else 10)

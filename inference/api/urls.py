@@ -7,5 +7,5 @@ urlpatterns = [
     path("tasks/<uuid:task_id>/initial-mask", views.InitialMaskView.as_view(), name="task-initial-mask"),
     path("tasks/<uuid:task_id>/embedding", views.TaskEmbeddingView.as_view(), name="task-embedding"),
     path("models/current", views.ModelCurrentView.as_view(), name="model-current"),
-    path("models/<str:version>/decoder.onnx", views.DecoderDownloadView.as_view(), name="model-decoder"),
+    path("models/decoders/<str:sha256>.onnx", views.DecoderDownloadView.as_view(), name="model-decoder"),
 ]

@@ -89,7 +89,7 @@ class ModelCurrentView(APIView):
     @extend_schema(responses={200: ModelSerializer})
     def get(self, request):
         manifest = services.model_manifest()
-        decoder_url = request.build_absolute_uri(f"/api/v1/models/{manifest.version}/decoder.onnx")
+        decoder_url = request.build_absolute_uri(f"/api/v1/models/decoders/{manifest.decoder.sha256}.onnx")
         return Response(
             {
                 "model_version": manifest.version,
@@ -105,13 +105,13 @@ class ModelCurrentView(APIView):
 
 
 class DecoderDownloadView(APIView):
-    """The prompt decoder as ONNX, immutable for a model version (cache it forever)."""
+    """The prompt decoder as ONNX, named by its SHA-256: immutable, cache it forever."""
 
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse()})
-    def get(self, request, version: str):
+    def get(self, request, sha256: str):
         manifest = services.model_manifest()
-        if version != manifest.version:
-            raise NotFound(f"model {version} is not served; the current one is {manifest.version}")
+        if sha256 != manifest.decoder.sha256:
+            raise NotFound("this decoder is not served; see /api/v1/models/current")
         # FileResponse closes the file when the response is done.
         response = FileResponse(open(manifest.decoder_path, "rb"), content_type="application/octet-stream")  # noqa: SIM115
         response["Cache-Control"] = "public, max-age=31536000, immutable"
