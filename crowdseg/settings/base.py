@@ -157,7 +157,11 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "crowdseg.api.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_THROTTLE_RATES": {"guest": "10/hour", "import": "60/hour", "suggest": "600/min"},
+    "DEFAULT_THROTTLE_RATES": {
+        "guest": "10/hour",
+        "import": "60/hour",
+        "suggest": env("CROWDSEG_SUGGEST_RATE") or "600/min",
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "crowdseg API",

@@ -374,3 +374,23 @@ def test_websocket_refuses_anonymous_clients():
 
     connected, code = asyncio.run(connect())
     assert not connected and code == 4401
+
+
+def test_the_request_path_never_imports_torch():
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, django; django.setup()\n"
+        "import crowdseg.urls, crowdseg.asgi, inference.services, inference.api.views, gamification.consumers\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "crowdseg.settings.test"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
