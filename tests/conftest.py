@@ -120,6 +120,7 @@ def celery_worker_process(django_db_setup, django_db_blocker):
             "--pool=solo",
             "--concurrency=1",
             "--loglevel=WARNING",
+            "--purge",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",

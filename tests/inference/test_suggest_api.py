@@ -58,9 +58,28 @@ def task(dataset, brain_png):
 
 
 @pytest.fixture
-def ready_task(task, model, django_capture_on_commit_callbacks):
+def queued(monkeypatch) -> list[int]:
+    """Embedding ids queued for the encoder; ``run_queued`` then does what a worker would."""
+    from inference.tasks import embed_image
+
+    sent: list[int] = []
+    monkeypatch.setattr(embed_image, "delay", lambda embedding_id: sent.append(embedding_id))
+    return sent
+
+
+def run_queued(sent: list[int]) -> None:
+    from inference.tasks import embed_image
+
+    while sent:
+        embed_image.apply(args=[sent.pop(0)]).get()
+
+
+@pytest.fixture
+def ready_task(task, model, queued, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         services.embedding_request(image=task.image)
+    assert len(queued) == 1
+    run_queued(queued)
     assert ImageEmbedding.objects.get(image=task.image).status == ImageEmbedding.Status.READY
     return task
 
@@ -80,12 +99,15 @@ def test_first_request_is_409_with_retry_after_and_queues_the_encoder(alice, tas
     assert ImageEmbedding.objects.get(image=task.image).status == ImageEmbedding.Status.PENDING
 
 
-def test_409_then_200_once_the_embedding_is_computed(alice, task, model, django_capture_on_commit_callbacks):
+def test_409_then_200_once_the_embedding_is_computed(alice, task, model, queued, django_capture_on_commit_callbacks):
     client = client_for(alice)
-    with django_capture_on_commit_callbacks(execute=True):  # the in-process Celery task runs
-        assert (
-            client.post(f"/api/v1/tasks/{task.pk}/suggest", {"box": [10, 10, 60, 60]}, format="json").status_code == 409
-        )
+    with django_capture_on_commit_callbacks(execute=True):
+        r = client.post(f"/api/v1/tasks/{task.pk}/suggest", {"box": [10, 10, 60, 60]}, format="json")
+    assert r.status_code == 409 and len(queued) == 1
+    with django_capture_on_commit_callbacks(execute=True):  # asking again does not queue it twice
+        client.post(f"/api/v1/tasks/{task.pk}/suggest", {"box": [10, 10, 60, 60]}, format="json")
+    assert len(queued) == 1
+    run_queued(queued)
     r = client.post(f"/api/v1/tasks/{task.pk}/suggest", {"box": brain_box(task)}, format="json")
     assert r.status_code == 200, r.content
 
@@ -238,11 +260,13 @@ def test_initial_mask_from_the_consensus_of_earlier_annotators(alice, ready_task
 
 
 def test_importing_queues_the_embedding_of_new_images(
-    dataset, brain_png, model, settings, django_capture_on_commit_callbacks
+    dataset, brain_png, model, settings, queued, django_capture_on_commit_callbacks
 ):
     settings.CROWDSEG_EMBED_ON_IMPORT = True
     with django_capture_on_commit_callbacks(execute=True):
         image = import_png(dataset, brain_png)
+    assert len(queued) == 1
+    run_queued(queued)
     embedding = ImageEmbedding.objects.get(image=image)
     assert embedding.status == ImageEmbedding.Status.READY and embedding.encode_ms is not None
     array = services.embedding_cache.get(embedding)
@@ -250,13 +274,13 @@ def test_importing_queues_the_embedding_of_new_images(
 
 
 def test_import_without_a_model_still_imports(
-    dataset, brain_png, settings, tmp_path, django_capture_on_commit_callbacks
+    dataset, brain_png, settings, tmp_path, queued, django_capture_on_commit_callbacks
 ):
     settings.CROWDSEG_EMBED_ON_IMPORT = True
     settings.CROWDSEG_MODEL_DIR = tmp_path / "none"
     with django_capture_on_commit_callbacks(execute=True):
         import_png(dataset, brain_png)
-    assert not ImageEmbedding.objects.exists()
+    assert not ImageEmbedding.objects.exists() and not queued
 
 
 def test_computing_twice_is_harmless_and_a_stale_claim_is_taken_over(task, model):
