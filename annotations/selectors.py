@@ -28,7 +28,7 @@ def dataset_get_for_researcher(*, user: User, dataset_id: int) -> Dataset:
 
 
 def images_of_dataset(*, dataset: Dataset) -> QuerySet[Image]:
-    return dataset.images.order_by("source_name", "slice_index", "frame_key")
+    return dataset.images.prefetch_related("tasks__label_class").order_by("source_name", "slice_index", "frame_key")
 
 
 def task_get_for_researcher(*, user: User, task_id) -> Task:

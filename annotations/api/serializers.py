@@ -27,8 +27,14 @@ class DatasetCreateSerializer(serializers.Serializer):
     label_classes = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
 
 
+class ImageTaskSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    label_class = serializers.CharField(source="label_class.name")
+
+
 class ImageSerializer(serializers.ModelSerializer):
     display_url = serializers.FileField(source="display", read_only=True, use_url=True)
+    tasks = ImageTaskSerializer(many=True, read_only=True)
 
     class Meta:
         model = Image
@@ -46,6 +52,7 @@ class ImageSerializer(serializers.ModelSerializer):
             "slice_axis",
             "slice_index",
             "slice_count",
+            "tasks",
             "created_at",
         ]
 

@@ -116,6 +116,13 @@ def test_outsider_cannot_see_or_import_into_a_dataset(charlie, dataset):
     assert not Image.objects.exists()
 
 
+def test_image_list_names_each_task(alice, dataset):
+    image = image_import(dataset)
+    r = client_for(alice).get(f"/api/v1/datasets/{dataset.pk}/images")
+    assert r.status_code == 200
+    assert r.json()["results"][0]["tasks"] == [{"id": str(image.tasks.get().pk), "label_class": "liver"}]
+
+
 def test_volunteer_cannot_list_images(volunteer, dataset):
     assert client_for(volunteer).get(f"/api/v1/datasets/{dataset.pk}/images").status_code == 403
 
