@@ -6,6 +6,7 @@ import secrets
 
 from django.contrib.auth import password_validation
 from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from crowdseg.errors import Conflict, DomainError, Forbidden
@@ -47,9 +48,8 @@ def guest_upgrade(*, user: User, username: str, password: str, email: str = "") 
     user.email = email
     try:
         password_validation.validate_password(password, user)
-    except Exception as exc:  # django.core.exceptions.ValidationError
-        messages = list(getattr(exc, "messages", [str(exc)]))
-        raise DomainError(" ".join(messages), code="weak_password", fields={"password": messages}) from None
+    except ValidationError as exc:
+        raise DomainError(" ".join(exc.messages), code="weak_password", fields={"password": exc.messages}) from None
     user.set_password(password)
     user.is_guest = False
     user.save()
