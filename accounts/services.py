@@ -8,6 +8,7 @@ from django.contrib.auth import password_validation
 from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 
 from crowdseg.errors import Conflict, DomainError, Forbidden
 
@@ -59,21 +60,27 @@ def guest_upgrade(*, user: User, username: str, password: str, email: str = "") 
 RESEARCHERS_GROUP = "researchers"
 # What a researcher may do in the admin; every admin page also filters to their own datasets.
 RESEARCHER_PERMISSIONS = {
-    "dataset": ["view", "add", "change"],
-    "labelclass": ["view", "add", "change", "delete"],
-    "image": ["view"],
-    "task": ["view"],
-    "annotation": ["view"],
-    "goldstandard": ["view", "add", "change"],
+    "annotations.dataset": ["view", "add", "change"],
+    "annotations.labelclass": ["view", "add", "change", "delete"],
+    "annotations.image": ["view"],
+    "annotations.task": ["view"],
+    "annotations.annotation": ["view"],
+    "annotations.goldstandard": ["view", "add", "change"],
+    "gamification.campaign": ["view", "add", "change"],
+    "gamification.submission": ["view"],
+    "gamification.playerflag": ["view"],
 }
 
 
 def researchers_group() -> Group:
-    """The admin group of researchers, created with its permissions on first use."""
-    group, created = Group.objects.get_or_create(name=RESEARCHERS_GROUP)
-    if created:
-        codenames = [f"{action}_{model}" for model, actions in RESEARCHER_PERMISSIONS.items() for action in actions]
-        group.permissions.set(Permission.objects.filter(content_type__app_label="annotations", codename__in=codenames))
+    """The admin group of researchers, with its permissions (brought up to date on every call)."""
+    group, _ = Group.objects.get_or_create(name=RESEARCHERS_GROUP)
+    wanted = Q()
+    for model, actions in RESEARCHER_PERMISSIONS.items():
+        app_label, model_name = model.split(".")
+        codenames = [f"{action}_{model_name}" for action in actions]
+        wanted |= Q(content_type__app_label=app_label, codename__in=codenames)
+    group.permissions.set(Permission.objects.filter(wanted))
     return group
 
 

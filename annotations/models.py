@@ -131,6 +131,7 @@ class Annotation(models.Model):
     mask = models.JSONField(help_text="COCO RLE")
     area = models.PositiveIntegerField(help_text="Foreground pixels")
     suggestion_use = models.CharField(max_length=8, choices=SuggestionUse.choices, default=SuggestionUse.NONE)
+    suggestion_prompt = models.JSONField(null=True, blank=True, help_text="Box/points the suggestion came from")
     time_spent_ms = models.PositiveIntegerField(default=0)
     client_key = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -43,9 +43,15 @@ def task_get_for_researcher(*, user: User, task_id) -> Task:
 
 
 def task_get_for_player(*, user: User, task_id) -> Task:
-    """A task ``user`` may work on (ask suggestions for, annotate), or NotFound.
+    """A task ``user`` may work on (ask suggestions for, see the initial mask of), or NotFound.
 
-    Today: tasks of datasets the user researches. Volunteers and pupils reach tasks through the
-    campaigns they joined, which arrive with the game loop; this is the one place to extend.
+    Players reach a task through one of their game rounds; researchers reach their datasets' tasks.
     """
+    task = (
+        Task.objects.select_related("image", "label_class__dataset")
+        .filter(pk=task_id, round_tasks__round__player=user)
+        .first()
+    )
+    if task is not None:
+        return task
     return task_get_for_researcher(user=user, task_id=task_id)

@@ -43,3 +43,8 @@ class TooLarge(DomainError):
 class Unavailable(DomainError):
     status = 503
     code = "unavailable"
+
+
+class Unprocessable(DomainError):
+    status = 422
+    code = "unprocessable"

@@ -3,15 +3,18 @@
 Messages are JSON objects with a ``type``. Today a client can ask for suggestions here instead of
 over HTTP (``{"type": "suggest", "id": "c1", "task": "<uuid>", "box": [x0, y0, x1, y1]}`` ->
 ``{"type": "suggestion", "id": "c1", ...same fields as the REST answer}``); the game loop adds its
-live events to the same socket. Errors use the API's error body: ``{"type": "error", "id": ...,
+live events (``gamification.events``) to the same socket, and ``round.expiring`` a minute before
+one of the player's rounds runs out. Errors use the API's error body: ``{"type": "error", "id": ...,
 "error": {"status": 400, "code": ..., "message": ...}}``. The consumer only relays: every answer
-comes from the same service as the REST endpoint.
+comes from the same service as the REST endpoint, and every event is also readable over REST.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from datetime import datetime
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -19,11 +22,14 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from annotations import selectors
 from crowdseg.api import error_body
 from crowdseg.errors import DomainError
+from gamification import events
+from gamification.models import Round
 from inference import services
 from inference.api.serializers import PromptSerializer, suggestion_data
 
 MAX_MESSAGE_BYTES = 16 * 1024
 SUGGESTIONS_PER_SECOND = 20  # per connection; a dragging finger sends a few per second at most
+EXPIRY_WARNING_S = 60
 
 
 class PlayConsumer(AsyncJsonWebsocketConsumer):
@@ -33,7 +39,52 @@ class PlayConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4401)
             return
         self._tokens, self._refilled = float(SUGGESTIONS_PER_SECOND), time.monotonic()
+        self._expiry_timers: dict[str, asyncio.TimerHandle] = {}
+        self._group = events.player_group(user.pk)
+        await self.channel_layer.group_add(self._group, self.channel_name)
         await self.accept()
+        for round_id, expires_at in await self._open_rounds(user):
+            self._expiry_watch(round_id, expires_at)
+
+    async def disconnect(self, code):
+        for timer in getattr(self, "_expiry_timers", {}).values():
+            timer.cancel()
+        if hasattr(self, "_group"):
+            await self.channel_layer.group_discard(self._group, self.channel_name)
+
+    async def game_event(self, message):
+        """An event a service published for this player (``gamification.events.publish``)."""
+        event = message["event"]
+        if event["type"] == "round.started":
+            self._expiry_watch(event["round"], datetime.fromisoformat(event["expires_at"]))
+        elif event["type"] in ("round.completed", "round.settled"):
+            timer = self._expiry_timers.pop(event["round"], None)
+            if timer:
+                timer.cancel()
+        await self.send_json(event)
+
+    def _expiry_watch(self, round_id: str, expires_at: datetime) -> None:
+        """Send ``round.expiring`` EXPIRY_WARNING_S before the round ends (at once if closer)."""
+        if round_id in self._expiry_timers:
+            return
+        left = (expires_at - datetime.now(expires_at.tzinfo)).total_seconds()
+        if left <= 0:
+            return
+        delay = max(0.0, left - EXPIRY_WARNING_S)
+        event = {"type": "round.expiring", "round": round_id, "expires_at": expires_at.isoformat()}
+        loop = asyncio.get_running_loop()
+        self._expiry_timers[round_id] = loop.call_later(delay, lambda: asyncio.ensure_future(self._expiring(event)))
+
+    async def _expiring(self, event: dict) -> None:
+        self._expiry_timers.pop(event["round"], None)
+        left = datetime.fromisoformat(event["expires_at"]) - datetime.now(datetime.fromisoformat(event["expires_at"]).tzinfo)
+        await self.send_json({**event, "seconds_left": max(0, round(left.total_seconds()))})
+
+    @database_sync_to_async
+    def _open_rounds(self, user) -> list[tuple[str, datetime]]:
+        now = datetime.now().astimezone()
+        rounds = Round.objects.filter(player=user, completed_at__isnull=True, expires_at__gt=now)
+        return [(str(r.id), r.expires_at) for r in rounds.order_by("expires_at")[:20]]
 
     def _allow(self) -> bool:
         """Token bucket: SUGGESTIONS_PER_SECOND, bursts up to the same number."""

@@ -117,6 +117,13 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BEAT_SCHEDULE = {
+    # Rounds whose time ran out settle here; finished rounds settle at once.
+    "rounds-settle-expired": {"task": "gamification.tasks.rounds_settle_expired", "schedule": 60.0},
+}
+
+# The game's task choice (gamification.services.rank_by_need's signature); active sampling plugs in here.
+GAME_TASK_RANKER = "gamification.services.rank_by_need"
 
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
@@ -161,6 +168,8 @@ REST_FRAMEWORK = {
         "guest": "10/hour",
         "import": "60/hour",
         "suggest": env("CROWDSEG_SUGGEST_RATE") or "600/min",
+        "rounds": env("CROWDSEG_ROUND_RATE") or "120/hour",
+        "submit": env("CROWDSEG_SUBMIT_RATE") or "120/min",
     },
 }
 SPECTACULAR_SETTINGS = {

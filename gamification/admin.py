@@ -1,0 +1,73 @@
+"""Researchers run their campaigns and review suspicious players here."""
+
+from django.contrib import admin
+
+from annotations.admin import ResearcherScopedAdmin
+
+from .models import Campaign, PlayerFlag, PlayerStats, Submission
+
+
+@admin.register(Campaign)
+class CampaignAdmin(ResearcherScopedAdmin):
+    owner_path = "owner"
+    list_display = ["name", "dataset", "visibility", "round_size", "gold_rate", "annotations_per_image", "starts_at", "ends_at"]
+    list_filter = ["visibility"]
+    search_fields = ["name"]
+    filter_horizontal = ["label_classes"]
+    readonly_fields = ["invite_code", "created_at"]
+
+    def get_exclude(self, request, obj=None):
+        return [] if request.user.is_superuser else ["owner"]
+
+    def save_model(self, request, obj, form, change):
+        if not change and not request.user.is_superuser:
+            obj.owner = request.user
+        super().save_model(request, obj, form, change)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "dataset" and not request.user.is_superuser:
+            kwargs["queryset"] = db_field.related_model.objects.filter(owner=request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "label_classes" and not request.user.is_superuser:
+            kwargs["queryset"] = db_field.related_model.objects.filter(dataset__owner=request.user)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
+@admin.register(PlayerFlag)
+class PlayerFlagAdmin(ResearcherScopedAdmin):
+    """Suspicious submissions in your campaigns: too fast, blank, copied or pasted masks, late."""
+
+    owner_path = "campaign__owner"
+    list_display = ["player", "reason", "campaign", "created_at"]
+    list_filter = ["reason", "campaign"]
+    search_fields = ["player__username", "player__pseudonym"]
+    readonly_fields = ["player", "campaign", "submission", "reason", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Submission)
+class SubmissionAdmin(ResearcherScopedAdmin):
+    owner_path = "round_task__round__campaign__owner"
+    list_display = ["player", "round_task", "status", "flag", "provisional_points", "points", "quality", "submitted_at"]
+    list_filter = ["status", "flag"]
+    readonly_fields = [f.name for f in Submission._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(PlayerStats)
+class PlayerStatsAdmin(admin.ModelAdmin):
+    list_display = ["player", "level", "xp", "tasks_submitted", "golds_settled", "flags", "suspicious"]
+    list_filter = ["suspicious"]
+    search_fields = ["player__username", "player__pseudonym"]
+    readonly_fields = [f.name for f in PlayerStats._meta.fields if f.name != "suspicious"]
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser
+
+    has_view_permission = has_change_permission = has_module_permission

@@ -1,0 +1,44 @@
+"""Live game events: services announce them, the player's open sockets receive them.
+
+Events are notifications only: everything they say is also readable over REST, so a dropped
+message (a closed app, a flaky network) loses nothing. They are sent after the transaction that
+caused them commits, to the player's group on the channel layer (Redis in production, in-memory in
+the embedded default, where only sockets of the same process hear them).
+
+Types: ``score.settled``, ``badge.earned``, ``leaderboard.changed``, ``round.started``,
+``round.completed``, ``round.settled``; the socket itself adds ``round.expiring`` a minute before a
+round's time is up. No event ever says whether a task was a gold check.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+def player_group(player_id: int) -> str:
+    return f"player.{player_id}"
+
+
+def publish(player_id: int, event_type: str, payload: dict) -> None:
+    """Send ``{"type": event_type, **payload}`` to the player's sockets once the transaction commits."""
+    # Round-trip through JSON so datetimes and UUIDs travel as strings, like the REST answers.
+    event = json.loads(json.dumps({"type": event_type, **payload}, cls=DjangoJSONEncoder))
+    transaction.on_commit(lambda: _send(player_id, event))
+
+
+def _send(player_id: int, event: dict) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(player_group(player_id), {"type": "game.event", "event": event})
+    except Exception:  # a notification must never fail the action that caused it
+        logger.exception("could not publish %s to player %s", event.get("type"), player_id)

@@ -1,0 +1,193 @@
+"""The game: campaigns over a dataset, rounds of tasks, submissions and what they earn.
+
+A ``Round`` is what a player gets when they press play: a few ``RoundTask``s, some of which are
+gold checks (``RoundTask.is_gold``, never serialised to a player). A ``Submission`` is the answer to
+one round task; it stores the first response it produced so a retried request gets exactly the same
+answer (idempotency), and the annotation it created. Points are provisional until the task settles
+against its reference (gold, or the crowd's consensus); XP and leaderboards count settled points.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from annotations.models import Annotation, Dataset, LabelClass, Task
+
+
+def _invite_code() -> str:
+    return secrets.token_urlsafe(6)
+
+
+class Campaign(models.Model):
+    class Visibility(models.TextChoices):
+        PUBLIC = "public", "Anyone can join"
+        INVITE = "invite", "Invite code needed"
+
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="campaigns_owned")
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="campaigns")
+    label_classes = models.ManyToManyField(LabelClass, related_name="campaigns")
+    visibility = models.CharField(max_length=6, choices=Visibility.choices, default=Visibility.PUBLIC)
+    invite_code = models.CharField(max_length=16, default=_invite_code, unique=True)
+    round_size = models.PositiveSmallIntegerField(default=10, help_text="Tasks per round")
+    round_seconds = models.PositiveIntegerField(default=900, help_text="Time limit of a round, seconds")
+    task_seconds = models.PositiveIntegerField(default=30, help_text="Expected time per task (speed bonus)")
+    annotations_per_image = models.PositiveSmallIntegerField(
+        default=5, help_text="Annotations a task needs before it settles and stops being handed out first"
+    )
+    gold_rate = models.FloatField(default=0.15, help_text="Share of a round that is hidden gold checks")
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(gold_rate__gte=0) & models.Q(gold_rate__lte=0.5), name="campaign_gold_rate_range"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CampaignMember(models.Model):
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="members")
+    player = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="campaign_memberships")
+    joined_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["campaign", "player"], name="member_unique")]
+
+
+class Round(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="rounds")
+    player = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="rounds")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+    settled = models.BooleanField(default=False, help_text="Round-end settlement ran")
+
+    class Meta:
+        indexes = [models.Index(fields=["player", "created_at"])]
+
+
+class RoundTask(models.Model):
+    round = models.ForeignKey(Round, on_delete=models.CASCADE, related_name="round_tasks")
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="round_tasks")
+    position = models.PositiveSmallIntegerField()
+    is_gold = models.BooleanField(default=False)  # server-side only
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["round", "task"], name="roundtask_unique")]
+        ordering = ["position"]
+
+
+class Submission(models.Model):
+    class Status(models.TextChoices):
+        PROVISIONAL = "provisional", "Provisional"
+        SETTLED = "settled", "Settled"
+
+    class Flag(models.TextChoices):
+        NONE = "", "None"
+        TOO_FAST = "too_fast", "Faster than a person can draw"
+        BLANK = "blank", "Empty mask"
+        COPIED = "copied", "Identical to another player's mask"
+        REPEATED = "repeated", "Same mask as this player's other tasks"
+        LATE = "late", "After the round expired"
+
+    round_task = models.OneToOneField(RoundTask, on_delete=models.CASCADE, related_name="submission")
+    player = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="submissions")
+    annotation = models.OneToOneField(Annotation, on_delete=models.CASCADE, related_name="submission")
+    idempotency_key = models.CharField(max_length=64)
+    request_sha256 = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField()
+    response_body = models.JSONField()
+    mask_sha256 = models.CharField(max_length=64, db_index=True)
+    status = models.CharField(max_length=11, choices=Status.choices, default=Status.PROVISIONAL)
+    flag = models.CharField(max_length=8, choices=Flag.choices, default=Flag.NONE, blank=True)
+    provisional_points = models.PositiveIntegerField(default=0)
+    points = models.PositiveIntegerField(null=True, blank=True, help_text="Settled")
+    quality = models.FloatField(null=True, blank=True, help_text="Settled: mean of Dice and surface Dice")
+    dice = models.FloatField(null=True, blank=True)
+    surface_dice = models.FloatField(null=True, blank=True)
+    submitted_at = models.DateTimeField(default=timezone.now)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["player", "idempotency_key"], name="submission_unique_key"),
+        ]
+        indexes = [models.Index(fields=["player", "submitted_at"]), models.Index(fields=["status"])]
+
+
+class PlayerStats(models.Model):
+    """One row per player: progression and the evidence the game uses to trust them."""
+
+    player = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="game_stats")
+    xp = models.PositiveIntegerField(default=0)
+    level = models.PositiveSmallIntegerField(default=1)
+    rounds_completed = models.PositiveIntegerField(default=0)
+    tasks_submitted = models.PositiveIntegerField(default=0)
+    golds_settled = models.PositiveIntegerField(default=0)
+    gold_quality_sum = models.FloatField(default=0.0)
+    perfect_golds = models.PositiveIntegerField(default=0)
+    streak = models.PositiveIntegerField(default=0)
+    best_streak = models.PositiveIntegerField(default=0)
+    last_played_day = models.DateField(null=True, blank=True, help_text="In the player's time zone")
+    flags = models.PositiveIntegerField(default=0, help_text="Suspicious submissions")
+    suspicious = models.BooleanField(default=False, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "player stats"
+
+    @property
+    def mean_gold_quality(self) -> float | None:
+        return self.gold_quality_sum / self.golds_settled if self.golds_settled else None
+
+
+class EarnedBadge(models.Model):
+    player = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="badges")
+    code = models.CharField(max_length=32)
+    earned_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["player", "code"], name="badge_unique")]
+
+
+class LeaderboardEntry(models.Model):
+    """A player's settled points on one board.
+
+    ``board`` names the board: ``global:all``, ``global:2026-W48``, ``campaign:7:all``,
+    ``campaign:7:2026-W48``. Rank = 1 + players with more points, counted on the (board, points)
+    index: no sort of the table per request.
+    """
+
+    board = models.CharField(max_length=48)
+    player = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="leaderboard_entries")
+    points = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["board", "player"], name="leaderboard_unique_player")]
+        indexes = [models.Index(fields=["board", "-points", "player"], name="leaderboard_rank")]
+
+
+class PlayerFlag(models.Model):
+    """A suspicious submission, for researchers to review."""
+
+    player = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="game_flags")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="flags")
+    submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="flags")
+    reason = models.CharField(max_length=8, choices=Submission.Flag.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["campaign", "created_at"])]

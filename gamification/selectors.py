@@ -1,0 +1,111 @@
+"""Reads of the game with their access rules: players see their own rounds and results only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Avg, Count, Exists, OuterRef, Q, QuerySet
+
+from accounts.models import User
+from crowdseg.errors import NotFound
+
+from .models import Campaign, CampaignMember, LeaderboardEntry, PlayerStats, Round, Submission
+
+LEADERBOARD_TOP = 20
+
+
+def campaigns_for_player(*, user: User) -> QuerySet[Campaign]:
+    """Campaigns ``user`` can see: public ones, those they joined, and (researchers) their own."""
+    joined = CampaignMember.objects.filter(campaign=OuterRef("pk"), player=user)
+    visible = Q(visibility=Campaign.Visibility.PUBLIC) | Q(Exists(joined))
+    if user.is_staff or user.is_superuser:
+        visible = Q()
+    elif user.is_researcher:
+        visible |= Q(owner=user)
+    return (
+        Campaign.objects.filter(visible)
+        .annotate(joined=Exists(joined), player_count=Count("members", distinct=True))
+        .select_related("dataset")
+        .prefetch_related("label_classes")
+        .order_by("-created_at")
+    )
+
+
+def campaign_get_for_player(*, user: User, campaign_id: int) -> Campaign:
+    """A campaign ``user`` can see or join by code. Invite-only campaigns are found by id too (the
+    join needs the code), so a player who was sent a link can join it."""
+    campaign = campaigns_for_player(user=user).filter(pk=campaign_id).first()
+    if campaign is None:
+        campaign = Campaign.objects.filter(pk=campaign_id).first()
+        if campaign is None:
+            raise NotFound(f"campaign {campaign_id} not found")
+        campaign.joined, campaign.player_count = False, campaign.members.count()
+    return campaign
+
+
+def campaign_get_for_owner(*, user: User, campaign_id: int) -> Campaign:
+    campaign = Campaign.objects.filter(pk=campaign_id).first()
+    if campaign is None or not (user.is_staff or user.is_superuser or campaign.owner_id == user.pk):
+        raise NotFound(f"campaign {campaign_id} not found")
+    return campaign
+
+
+def round_get_for_player(*, user: User, round_id) -> Round:
+    game_round = (
+        Round.objects.select_related("campaign")
+        .prefetch_related("round_tasks__task__image", "round_tasks__task__label_class", "round_tasks__submission")
+        .filter(pk=round_id, player=user)
+        .first()
+    )
+    if game_round is None:
+        raise NotFound("no such round")
+    return game_round
+
+
+def round_check_accuracy(*, game_round: Round) -> float | None:
+    """Mean quality of the round's settled gold checks: the per-round feedback on accuracy.
+
+    Only for rounds that are over, and never broken down per task."""
+    if not game_round.settled:
+        return None
+    value = Submission.objects.filter(
+        round_task__round=game_round, round_task__is_gold=True, status=Submission.Status.SETTLED
+    ).aggregate(mean=Avg("quality"))["mean"]
+    return None if value is None else round(value, 4)
+
+
+def player_stats(*, user: User) -> PlayerStats:
+    return PlayerStats.objects.filter(player=user).first() or PlayerStats(player=user)
+
+
+@dataclass(frozen=True)
+class Standing:
+    rank: int
+    pseudonym: str
+    points: int
+    is_me: bool = False
+
+
+def leaderboard_top(*, board: str, limit: int = LEADERBOARD_TOP, user: User | None = None) -> list[Standing]:
+    """The top ``limit`` of ``board``, ranked 1, 2, 2, 4... (equal points share a rank)."""
+    rows = list(
+        LeaderboardEntry.objects.filter(board=board)
+        .order_by("-points", "player_id")
+        .values("points", "player_id", "player__pseudonym")[:limit]
+    )
+    standings, rank = [], 0
+    for i, row in enumerate(rows):
+        if i == 0 or row["points"] != rows[i - 1]["points"]:
+            rank = i + 1
+        is_me = user is not None and row["player_id"] == user.pk
+        standings.append(Standing(rank, row["player__pseudonym"], row["points"], is_me))
+    return standings
+
+
+def leaderboard_standing(*, board: str, user: User) -> Standing | None:
+    """The player's own rank: 1 + players with more points, counted on the index."""
+    points = LeaderboardEntry.objects.filter(board=board, player=user).values_list("points", flat=True).first()
+    if points is None:
+        return None
+    ahead = LeaderboardEntry.objects.filter(board=board, points__gt=points).count()
+    return Standing(ahead + 1, user.pseudonym, points, True)

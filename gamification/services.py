@@ -1,0 +1,547 @@
+"""Game actions: campaigns, rounds, submissions, settlement, progression and leaderboards.
+
+Rules a client cannot see, decided here and documented in the README:
+
+- **Gold checks look like any task.** Every submission answers the same way (provisional
+  participation points) and settles by the same rule: once its task has
+  ``campaign.annotations_per_image`` annotations and its round is over. Gold results are shown
+  per round (``check_accuracy``), never per task, so a player cannot learn which images are checks.
+- **Idempotency.** A submission carries a key; the same key and body replay the first response
+  exactly, the same key with another body is refused (422), and concurrent duplicates run once.
+  A second submission for the same round task with another key is refused (409): no re-submitting
+  for points.
+- **Late submissions** (after the round expired) are stored — nothing a volunteer drew is lost,
+  and fusion may use it — but earn no points.
+- **Implausible submissions** (faster than a person can draw, blank, identical to another player's
+  mask, or the same mask pasted over several tasks) are stored, earn no points and flag the player
+  for researchers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from accounts.models import User
+from annotations.models import Annotation, Dataset, LabelClass, Task
+from annotations.services import mask_parse
+from crowdseg.errors import Conflict, DomainError, Forbidden, NotFound, Unprocessable
+from inference.engine import rle
+
+from . import badges, events, progression, scoring
+from .models import (
+    Campaign,
+    CampaignMember,
+    EarnedBadge,
+    LeaderboardEntry,
+    PlayerFlag,
+    PlayerStats,
+    Round,
+    RoundTask,
+    Submission,
+)
+
+logger = logging.getLogger(__name__)
+
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,64}$")
+SUSPICIOUS_AFTER_FLAGS = 5  # flagged submissions before a player is marked for review
+SUSPICIOUS_SHARE = 0.3  # ... and at least this share of their submissions
+REPEAT_WINDOW = 20  # a player's latest submissions searched for the same mask pasted again
+
+
+# -- campaigns ---------------------------------------------------------------------------------
+
+
+def campaign_create(
+    *, owner: User, dataset: Dataset, name: str, label_classes: list[LabelClass], **rules
+) -> Campaign:
+    """A campaign over ``dataset`` (which ``owner`` must research) for some of its label classes."""
+    if not (owner.is_staff or owner.is_superuser or dataset.owner_id == owner.pk):
+        raise Forbidden("only the dataset's researcher can run campaigns on it")
+    if not label_classes:
+        raise DomainError("a campaign needs at least one label class", fields={"label_classes": ["empty"]})
+    foreign = [c.name for c in label_classes if c.dataset_id != dataset.pk]
+    if foreign:
+        raise DomainError(f"label classes not in {dataset.name}: {', '.join(foreign)}", fields={"label_classes": foreign})
+    if rules.get("starts_at") and rules.get("ends_at") and rules["ends_at"] <= rules["starts_at"]:
+        raise DomainError("ends_at must be after starts_at", fields={"ends_at": ["before starts_at"]})
+    with transaction.atomic():
+        campaign = Campaign.objects.create(owner=owner, dataset=dataset, name=name, **rules)
+        campaign.label_classes.set(label_classes)
+    return campaign
+
+
+def campaign_join(*, player: User, campaign: Campaign, invite_code: str = "") -> CampaignMember:
+    """Join ``campaign`` (idempotent). Invite-only campaigns need their code."""
+    if campaign.visibility == Campaign.Visibility.INVITE and invite_code != campaign.invite_code:
+        if not CampaignMember.objects.filter(campaign=campaign, player=player).exists():
+            raise Forbidden("this campaign needs an invite code", code="invite_required")
+    member, created = CampaignMember.objects.get_or_create(campaign=campaign, player=player)
+    if created:
+        stats = _stats_for_update(player)
+        _badges_award(player, stats)
+    return member
+
+
+def _campaign_open(campaign: Campaign, now: datetime) -> None:
+    if campaign.starts_at and now < campaign.starts_at:
+        raise Conflict("the campaign has not started yet", code="campaign_not_started")
+    if campaign.ends_at and now >= campaign.ends_at:
+        raise Conflict("the campaign has ended", code="campaign_ended")
+
+
+# -- rounds ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A task the round could hand out, with what task choice knows about it."""
+
+    task_id: object
+    image_id: object
+    assigned: int  # times handed out so far (annotations plus rounds still open)
+
+
+def rank_by_need(campaign: Campaign, candidates: list[Candidate], rng: random.Random) -> list[Candidate]:
+    """Default task choice: images that still need labels first, in random order among equals.
+
+    This is the hook (``GAME_TASK_RANKER``) that active sampling replaces to re-rank by uncertainty.
+    """
+    shuffled = list(candidates)
+    rng.shuffle(shuffled)
+    return sorted(shuffled, key=lambda c: (c.assigned >= campaign.annotations_per_image, c.assigned))
+
+
+def round_start(*, player: User, campaign: Campaign, now: datetime | None = None, seed: int | None = None) -> Round:
+    """The player's next round: up to ``campaign.round_size`` tasks on images they never had.
+
+    Gold checks are mixed in at ``scoring.gold_rate_for`` and the order shuffled. Raises Forbidden
+    if the player has not joined, Conflict outside the campaign's dates or when nothing is left.
+    """
+    now = now or timezone.now()
+    if not CampaignMember.objects.filter(campaign=campaign, player=player).exists():
+        raise Forbidden("join the campaign first", code="not_a_member")
+    _campaign_open(campaign, now)
+    rounds_settle_expired(player=player, now=now)
+    rng = random.Random(seed)
+    stats = PlayerStats.objects.filter(player=player).first()
+    rate = scoring.gold_rate_for(
+        campaign.gold_rate, stats.golds_settled if stats else 0, stats.mean_gold_quality if stats else None
+    )
+    tasks = Task.objects.filter(label_class__in=campaign.label_classes.all())
+    seen_images = RoundTask.objects.filter(round__player=player, task__image__dataset=campaign.dataset).values("task__image")
+    fresh = tasks.exclude(image__in=seen_images)
+    gold_ids = list(fresh.filter(gold__isnull=False).values_list("id", "image_id"))
+    rng.shuffle(gold_ids)
+    ordinary = [
+        Candidate(task_id=row["id"], image_id=row["image_id"], assigned=row["assigned"])
+        for row in fresh.filter(gold__isnull=True).annotate(assigned=Count("round_tasks")).values("id", "image_id", "assigned")
+    ]
+    ranker = import_string(settings.GAME_TASK_RANKER)
+    ordinary = ranker(campaign, ordinary, rng)
+
+    size = campaign.round_size
+    want_gold = scoring.gold_count(size, rate, rng.random())
+    picked: list[tuple[object, bool]] = []
+    images: set = set()
+
+    def take(task_id, image_id, is_gold):
+        if image_id not in images and len(picked) < size:
+            images.add(image_id)
+            picked.append((task_id, is_gold))
+
+    for task_id, image_id in gold_ids[:want_gold]:
+        take(task_id, image_id, True)
+    for candidate in ordinary:
+        take(candidate.task_id, candidate.image_id, False)
+    for task_id, image_id in gold_ids[want_gold:]:  # top up with checks when ordinary tasks run out
+        take(task_id, image_id, True)
+    if not picked:
+        raise Conflict("you have done every image in this campaign — thank you!", code="campaign_exhausted")
+    rng.shuffle(picked)
+    with transaction.atomic():
+        game_round = Round.objects.create(
+            campaign=campaign, player=player, created_at=now, expires_at=now + timedelta(seconds=campaign.round_seconds)
+        )
+        RoundTask.objects.bulk_create(
+            RoundTask(round=game_round, task_id=task_id, position=i, is_gold=is_gold)
+            for i, (task_id, is_gold) in enumerate(picked)
+        )
+    events.publish(player.pk, "round.started", {"round": str(game_round.id), "expires_at": game_round.expires_at})
+    return game_round
+
+
+def round_is_over(game_round: Round, now: datetime) -> bool:
+    return game_round.completed_at is not None or now >= game_round.expires_at
+
+
+def rounds_settle_expired(*, player: User | None = None, now: datetime | None = None) -> int:
+    """Settle rounds that are over but not settled yet (all players', or one's). Safe to run twice."""
+    now = now or timezone.now()
+    rounds = Round.objects.filter(settled=False).filter(Q(completed_at__isnull=False) | Q(expires_at__lte=now))
+    if player is not None:
+        rounds = rounds.filter(player=player)
+    count = 0
+    for game_round in rounds.select_related("campaign"):
+        round_settle(game_round=game_round, now=now)
+        count += 1
+    return count
+
+
+# -- submissions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    status: int
+    body: dict
+    replayed: bool
+
+
+def submission_submit(
+    *, player: User, round_id, task_id, data: dict, idempotency_key: str | None, now: datetime | None = None
+) -> SubmitOutcome:
+    """Store the player's mask for one task of their round; see the module docstring for the rules.
+
+    ``data``: ``rle`` (COCO RLE) or ``polygons``, ``time_spent_ms`` (int, client-measured),
+    ``suggestion_use`` (none/accepted/edited), optional ``prompt`` (the box/points the suggestion
+    came from). Raises DomainError (400 invalid, 404 not your round task, 409 already submitted,
+    422 key reused with another body).
+    """
+    now = now or timezone.now()
+    if not idempotency_key:
+        raise DomainError("an Idempotency-Key is required", code="idempotency_key_missing")
+    if not IDEMPOTENCY_KEY.match(idempotency_key):
+        raise DomainError("Idempotency-Key must be 8-64 of A-Z a-z 0-9 _ . : -", code="idempotency_key_invalid")
+    request_sha = _request_sha(round_id, task_id, data)
+    existing = Submission.objects.filter(player=player, idempotency_key=idempotency_key).first()
+    if existing is not None:
+        return _replay(existing, request_sha)
+    round_task = (
+        RoundTask.objects.select_related("round__campaign", "task__image")
+        .filter(round_id=round_id, round__player=player, task_id=task_id)
+        .first()
+    )
+    if round_task is None:
+        raise NotFound("no such task in your rounds")
+    image = round_task.task.image
+    mask = mask_parse(height=image.height, width=image.width, rle_mask=data.get("rle"), polygons=data.get("polygons"))
+    encoded = rle.encode(mask)
+    mask_sha = hashlib.sha256(json.dumps(encoded, sort_keys=True).encode()).hexdigest()
+    try:
+        with transaction.atomic():
+            locked = RoundTask.objects.select_for_update().get(pk=round_task.pk)
+            again = Submission.objects.filter(player=player, idempotency_key=idempotency_key).first()
+            if again is not None:
+                return _replay(again, request_sha)
+            if Submission.objects.filter(round_task=locked).exists():
+                raise Conflict("this task of your round already has a submission", code="already_submitted")
+            submission = _submission_store(
+                player, round_task, data, idempotency_key, request_sha, mask, encoded, mask_sha, now
+            )
+    except IntegrityError:
+        # A concurrent duplicate with the same key committed first.
+        existing = Submission.objects.filter(player=player, idempotency_key=idempotency_key).first()
+        if existing is None:
+            raise Conflict("this task of your round already has a submission", code="already_submitted") from None
+        return _replay(existing, request_sha)
+    return SubmitOutcome(submission.response_status, submission.response_body, replayed=False)
+
+
+def _request_sha(round_id, task_id, data: dict) -> str:
+    canonical = json.dumps({"round": str(round_id), "task": str(task_id), "data": data}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _replay(submission: Submission, request_sha: str) -> SubmitOutcome:
+    if submission.request_sha256 != request_sha:
+        raise Unprocessable(
+            "this Idempotency-Key was used for a different submission; use a new key for a new submission",
+            code="idempotency_key_reused",
+        )
+    return SubmitOutcome(submission.response_status, submission.response_body, replayed=True)
+
+
+def _submission_store(
+    player: User,
+    round_task: RoundTask,
+    data: dict,
+    key: str,
+    request_sha: str,
+    mask: np.ndarray,
+    encoded: dict,
+    mask_sha: str,
+    now: datetime,
+) -> Submission:
+    game_round = round_task.round
+    campaign = game_round.campaign
+    time_ms = int(data.get("time_spent_ms", 0))
+    suggestion_use = data.get("suggestion_use", "none")
+    blank = not mask.any()
+    late = now >= game_round.expires_at
+    reported = time_ms + sum(
+        Annotation.objects.filter(submission__round_task__round=game_round).values_list("time_spent_ms", flat=True)
+    )
+    wall_ms = int((now - game_round.created_at).total_seconds() * 1000)
+
+    flag = Submission.Flag.NONE
+    if late:
+        flag = Submission.Flag.LATE
+    elif scoring.implausibly_fast(time_ms, reported, wall_ms):
+        flag = Submission.Flag.TOO_FAST
+    elif blank:
+        flag = Submission.Flag.BLANK
+    elif _copied(player, round_task, mask_sha, suggestion_use):
+        flag = Submission.Flag.COPIED
+    elif _repeated(player, round_task, mask_sha):
+        flag = Submission.Flag.REPEATED
+
+    annotation = Annotation.objects.create(
+        task=round_task.task,
+        annotator=player,
+        mask=encoded,
+        area=int(mask.sum()),
+        suggestion_use=suggestion_use,
+        suggestion_prompt=data.get("prompt"),
+        time_spent_ms=time_ms,
+        client_key=key,
+    )
+    provisional = scoring.provisional_points(plausible=flag in (Submission.Flag.NONE, Submission.Flag.BLANK), blank=blank)
+    submitted = Submission.objects.filter(round_task__round=game_round).count() + 1
+    total = game_round.round_tasks.count()
+    completed = submitted == total and game_round.completed_at is None and not late
+    body = {
+        "task": str(round_task.task_id),
+        "round": str(game_round.id),
+        "status": Submission.Status.PROVISIONAL,
+        "points": provisional,
+        "on_time": not late,
+        "round_progress": {"submitted": submitted, "total": total, "completed": submitted == total},
+    }
+    submission = Submission.objects.create(
+        round_task=round_task,
+        player=player,
+        annotation=annotation,
+        idempotency_key=key,
+        request_sha256=request_sha,
+        response_status=201,
+        response_body=body,
+        mask_sha256=mask_sha,
+        flag=flag,
+        provisional_points=provisional,
+        submitted_at=now,
+    )
+    body["submission"] = submission.pk
+    Submission.objects.filter(pk=submission.pk).update(response_body=body)
+    submission.response_body = body
+
+    stats = _stats_for_update(player)
+    stats.tasks_submitted += 1
+    today = progression.local_day(now, player.time_zone)
+    stats.streak = progression.streak_after(last_day=stats.last_played_day, streak=stats.streak, today=today)
+    stats.best_streak = max(stats.best_streak, stats.streak)
+    stats.last_played_day = max(today, stats.last_played_day or today)
+    if completed:
+        Round.objects.filter(pk=game_round.pk).update(completed_at=now)
+        stats.rounds_completed += 1
+    if flag not in (Submission.Flag.NONE, Submission.Flag.LATE):
+        _flag(stats, submission, campaign, flag)
+    stats.save()
+    _badges_award(player, stats)
+
+    if completed:
+        events.publish(player.pk, "round.completed", {"round": str(game_round.id)})
+    task_id, round_id = round_task.task_id, game_round.id
+    transaction.on_commit(lambda: _after_submit(task_id, round_id, completed))
+    return submission
+
+
+def _after_submit(task_id, round_id, round_completed: bool) -> None:
+    from . import tasks  # the Celery tasks import this module
+
+    if round_completed:
+        tasks.round_settle.delay(str(round_id))
+    tasks.task_settle.delay(str(task_id))
+
+
+def _copied(player: User, round_task: RoundTask, mask_sha: str, suggestion_use: str) -> bool:
+    """The same mask as another player on the same task. Two players accepting the same suggestion
+    unchanged may legitimately agree to the pixel, so that is not copying."""
+    same = Submission.objects.filter(round_task__task=round_task.task, mask_sha256=mask_sha).exclude(player=player)
+    if suggestion_use == "accepted":
+        same = same.exclude(annotation__suggestion_use="accepted")
+    return same.exists()
+
+
+def _repeated(player: User, round_task: RoundTask, mask_sha: str) -> bool:
+    """The same mask pasted over other tasks (different images rarely agree to the pixel)."""
+    recent = Submission.objects.filter(player=player).order_by("-submitted_at")[:REPEAT_WINDOW]
+    return Submission.objects.filter(pk__in=recent, mask_sha256=mask_sha).exclude(round_task__task=round_task.task).exists()
+
+
+def _flag(stats: PlayerStats, submission: Submission, campaign: Campaign, reason: str) -> None:
+    PlayerFlag.objects.create(player=submission.player, campaign=campaign, submission=submission, reason=reason)
+    stats.flags += 1
+    if stats.flags >= SUSPICIOUS_AFTER_FLAGS and stats.flags >= SUSPICIOUS_SHARE * stats.tasks_submitted:
+        stats.suspicious = True
+
+
+# -- settlement --------------------------------------------------------------------------------
+
+
+def task_reference(task: Task) -> np.ndarray | None:
+    """What submissions of ``task`` are scored against: its gold standard, else the consensus.
+
+    The consensus is the pixel-wise majority of every annotation of the task (ties to background).
+    """
+    gold = getattr(task, "gold", None)
+    if gold is not None:
+        return rle.decode(gold.mask)
+    masks = [rle.decode(m) for m in Annotation.objects.filter(task=task).values_list("mask", flat=True)]
+    if len(masks) < 2:
+        return None
+    return np.mean(masks, axis=0) > 0.5
+
+
+def task_settle(*, task: Task, now: datetime | None = None) -> int:
+    """Settle the provisional submissions of ``task`` whose rounds are over, once the task has
+    enough annotations. Returns how many settled. Safe to run twice and concurrently."""
+    now = now or timezone.now()
+    campaign_targets = Campaign.objects.filter(rounds__round_tasks__task=task).values_list("annotations_per_image", flat=True)
+    target = min(campaign_targets, default=None)
+    if target is None or Annotation.objects.filter(task=task).count() < target:
+        return 0
+    pending = list(
+        Submission.objects.filter(round_task__task=task, status=Submission.Status.PROVISIONAL)
+        .filter(Q(round_task__round__completed_at__isnull=False) | Q(round_task__round__expires_at__lte=now))
+        .values_list("pk", flat=True)
+    )
+    if not pending:
+        return 0
+    reference = task_reference(Task.objects.select_related("gold", "image").get(pk=task.pk))
+    if reference is None:
+        return 0
+    return sum(_submission_settle(pk, reference, now) for pk in pending)
+
+
+def round_settle(*, game_round: Round, now: datetime | None = None) -> None:
+    """Round over: settle what can be, mark the round settled, tell the player."""
+    now = now or timezone.now()
+    for task in Task.objects.filter(round_tasks__round=game_round):
+        task_settle(task=task, now=now)
+    if Round.objects.filter(pk=game_round.pk, settled=False).update(settled=True):
+        events.publish(game_round.player_id, "round.settled", {"round": str(game_round.id)})
+
+
+def _submission_settle(pk: int, reference: np.ndarray, now: datetime) -> int:
+    with transaction.atomic():
+        submission = (
+            Submission.objects.select_for_update()
+            .select_related("annotation", "round_task__round__campaign", "player")
+            .filter(pk=pk, status=Submission.Status.PROVISIONAL)
+            .first()
+        )
+        if submission is None:
+            return 0  # settled by a concurrent run
+        campaign = submission.round_task.round.campaign
+        measured = scoring.quality(rle.decode(submission.annotation.mask), reference)
+        earns = submission.flag in (Submission.Flag.NONE, Submission.Flag.BLANK)
+        points = (
+            scoring.points(measured.value, submission.annotation.time_spent_ms, campaign.task_seconds * 1000)
+            if earns
+            else 0
+        )
+        submission.status = Submission.Status.SETTLED
+        submission.quality, submission.dice, submission.surface_dice = measured.value, measured.dice, measured.surface_dice
+        submission.points, submission.settled_at = points, now
+        submission.save(update_fields=["status", "quality", "dice", "surface_dice", "points", "settled_at"])
+        player = submission.player
+        stats = _stats_for_update(player)
+        stats.xp += points
+        stats.level = progression.level_for_xp(stats.xp)
+        if submission.round_task.is_gold:
+            stats.golds_settled += 1
+            stats.gold_quality_sum += measured.value
+            stats.perfect_golds += measured.value >= badges.PERFECT_QUALITY
+        stats.save()
+        _badges_award(player, stats)
+        if points:
+            leaderboard_add(player=player, campaign=campaign, points=points, now=now)
+        events.publish(
+            player.pk,
+            "score.settled",
+            {
+                "submission": submission.pk,
+                "task": str(submission.round_task.task_id),
+                "round": str(submission.round_task.round_id),
+                "points": points,
+                "quality": round(measured.value, 4),
+                "level": stats.level,
+                "xp": stats.xp,
+            },
+        )
+    return 1
+
+
+# -- progression -------------------------------------------------------------------------------
+
+
+def _stats_for_update(player: User) -> PlayerStats:
+    PlayerStats.objects.get_or_create(player=player)
+    return PlayerStats.objects.select_for_update().get(player=player)
+
+
+def _badges_award(player: User, stats: PlayerStats) -> None:
+    snapshot = badges.StatsSnapshot(
+        rounds_completed=stats.rounds_completed,
+        tasks_submitted=stats.tasks_submitted,
+        golds_settled=stats.golds_settled,
+        perfect_golds=stats.perfect_golds,
+        best_streak=stats.best_streak,
+        level=stats.level,
+        campaigns_joined=CampaignMember.objects.filter(player=player).count(),
+    )
+    have = set(EarnedBadge.objects.filter(player=player).values_list("code", flat=True))
+    for badge in badges.badges_earned(snapshot):
+        if badge.code in have:
+            continue
+        _, created = EarnedBadge.objects.get_or_create(player=player, code=badge.code)
+        if created:
+            events.publish(player.pk, "badge.earned", {"badge": badge.code, "name": badge.name, "description": badge.description})
+
+
+# -- leaderboards ------------------------------------------------------------------------------
+
+
+def leaderboard_boards(campaign: Campaign | None, now: datetime) -> list[str]:
+    week = progression.week_key(now)
+    boards = ["global:all", f"global:{week}"]
+    if campaign is not None:
+        boards += [f"campaign:{campaign.pk}:all", f"campaign:{campaign.pk}:{week}"]
+    return boards
+
+
+def leaderboard_add(*, player: User, campaign: Campaign | None, points: int, now: datetime) -> None:
+    """Add settled points to every board the player is on (atomic increments, safe concurrently)."""
+    for board in leaderboard_boards(campaign, now):
+        if LeaderboardEntry.objects.filter(board=board, player=player).update(points=F("points") + points):
+            continue
+        try:
+            with transaction.atomic():
+                LeaderboardEntry.objects.create(board=board, player=player, points=points)
+        except IntegrityError:  # created concurrently
+            LeaderboardEntry.objects.filter(board=board, player=player).update(points=F("points") + points)
+    if campaign is not None:
+        events.publish(player.pk, "leaderboard.changed", {"campaign": campaign.pk})
