@@ -10,7 +10,16 @@ from .models import Campaign, PlayerFlag, PlayerStats, Submission
 @admin.register(Campaign)
 class CampaignAdmin(ResearcherScopedAdmin):
     owner_path = "owner"
-    list_display = ["name", "dataset", "visibility", "round_size", "gold_rate", "annotations_per_image", "starts_at", "ends_at"]
+    list_display = [
+        "name",
+        "dataset",
+        "visibility",
+        "round_size",
+        "gold_rate",
+        "annotations_per_image",
+        "starts_at",
+        "ends_at",
+    ]
     list_filter = ["visibility"]
     search_fields = ["name"]
     filter_horizontal = ["label_classes"]

@@ -77,7 +77,9 @@ class PlayConsumer(AsyncJsonWebsocketConsumer):
 
     async def _expiring(self, event: dict) -> None:
         self._expiry_timers.pop(event["round"], None)
-        left = datetime.fromisoformat(event["expires_at"]) - datetime.now(datetime.fromisoformat(event["expires_at"]).tzinfo)
+        left = datetime.fromisoformat(event["expires_at"]) - datetime.now(
+            datetime.fromisoformat(event["expires_at"]).tzinfo
+        )
         await self.send_json({**event, "seconds_left": max(0, round(left.total_seconds()))})
 
     @database_sync_to_async

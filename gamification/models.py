@@ -65,6 +65,9 @@ class CampaignMember(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["campaign", "player"], name="member_unique")]
 
+    def __str__(self) -> str:
+        return f"{self.player} in {self.campaign}"
+
 
 class Round(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -78,6 +81,9 @@ class Round(models.Model):
     class Meta:
         indexes = [models.Index(fields=["player", "created_at"])]
 
+    def __str__(self) -> str:
+        return f"round {self.id} of {self.player}"
+
 
 class RoundTask(models.Model):
     round = models.ForeignKey(Round, on_delete=models.CASCADE, related_name="round_tasks")
@@ -88,6 +94,9 @@ class RoundTask(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["round", "task"], name="roundtask_unique")]
         ordering = ["position"]
+
+    def __str__(self) -> str:
+        return f"task {self.position + 1} of round {self.round_id}"
 
 
 class Submission(models.Model):
@@ -127,6 +136,9 @@ class Submission(models.Model):
         ]
         indexes = [models.Index(fields=["player", "submitted_at"]), models.Index(fields=["status"])]
 
+    def __str__(self) -> str:
+        return f"{self.player} on {self.round_task}"
+
 
 class PlayerStats(models.Model):
     """One row per player: progression and the evidence the game uses to trust them."""
@@ -148,6 +160,9 @@ class PlayerStats(models.Model):
     class Meta:
         verbose_name_plural = "player stats"
 
+    def __str__(self) -> str:
+        return f"stats of {self.player}"
+
     @property
     def mean_gold_quality(self) -> float | None:
         return self.gold_quality_sum / self.golds_settled if self.golds_settled else None
@@ -160,6 +175,9 @@ class EarnedBadge(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["player", "code"], name="badge_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.code} of {self.player}"
 
 
 class LeaderboardEntry(models.Model):
@@ -179,6 +197,9 @@ class LeaderboardEntry(models.Model):
         constraints = [models.UniqueConstraint(fields=["board", "player"], name="leaderboard_unique_player")]
         indexes = [models.Index(fields=["board", "-points", "player"], name="leaderboard_rank")]
 
+    def __str__(self) -> str:
+        return f"{self.player} on {self.board}: {self.points}"
+
 
 class PlayerFlag(models.Model):
     """A suspicious submission, for researchers to review."""
@@ -191,3 +212,6 @@ class PlayerFlag(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["campaign", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.reason} by {self.player}"

@@ -64,9 +64,7 @@ REPEAT_WINDOW = 20  # a player's latest submissions searched for the same mask p
 # -- campaigns ---------------------------------------------------------------------------------
 
 
-def campaign_create(
-    *, owner: User, dataset: Dataset, name: str, label_classes: list[LabelClass], **rules
-) -> Campaign:
+def campaign_create(*, owner: User, dataset: Dataset, name: str, label_classes: list[LabelClass], **rules) -> Campaign:
     """A campaign over ``dataset`` (which ``owner`` must research) for some of its label classes."""
     if not (owner.is_staff or owner.is_superuser or dataset.owner_id == owner.pk):
         raise Forbidden("only the dataset's researcher can run campaigns on it")
@@ -74,7 +72,9 @@ def campaign_create(
         raise DomainError("a campaign needs at least one label class", fields={"label_classes": ["empty"]})
     foreign = [c.name for c in label_classes if c.dataset_id != dataset.pk]
     if foreign:
-        raise DomainError(f"label classes not in {dataset.name}: {', '.join(foreign)}", fields={"label_classes": foreign})
+        raise DomainError(
+            f"label classes not in {dataset.name}: {', '.join(foreign)}", fields={"label_classes": foreign}
+        )
     if rules.get("starts_at") and rules.get("ends_at") and rules["ends_at"] <= rules["starts_at"]:
         raise DomainError("ends_at must be after starts_at", fields={"ends_at": ["before starts_at"]})
     with transaction.atomic():
@@ -85,9 +85,9 @@ def campaign_create(
 
 def campaign_join(*, player: User, campaign: Campaign, invite_code: str = "") -> CampaignMember:
     """Join ``campaign`` (idempotent). Invite-only campaigns need their code."""
-    if campaign.visibility == Campaign.Visibility.INVITE and invite_code != campaign.invite_code:
-        if not CampaignMember.objects.filter(campaign=campaign, player=player).exists():
-            raise Forbidden("this campaign needs an invite code", code="invite_required")
+    needs_code = campaign.visibility == Campaign.Visibility.INVITE and invite_code != campaign.invite_code
+    if needs_code and not CampaignMember.objects.filter(campaign=campaign, player=player).exists():
+        raise Forbidden("this campaign needs an invite code", code="invite_required")
     member, created = CampaignMember.objects.get_or_create(campaign=campaign, player=player)
     if created:
         stats = _stats_for_update(player)
@@ -141,13 +141,17 @@ def round_start(*, player: User, campaign: Campaign, now: datetime | None = None
         campaign.gold_rate, stats.golds_settled if stats else 0, stats.mean_gold_quality if stats else None
     )
     tasks = Task.objects.filter(label_class__in=campaign.label_classes.all())
-    seen_images = RoundTask.objects.filter(round__player=player, task__image__dataset=campaign.dataset).values("task__image")
+    seen_images = RoundTask.objects.filter(round__player=player, task__image__dataset=campaign.dataset).values(
+        "task__image"
+    )
     fresh = tasks.exclude(image__in=seen_images)
     gold_ids = list(fresh.filter(gold__isnull=False).values_list("id", "image_id"))
     rng.shuffle(gold_ids)
     ordinary = [
         Candidate(task_id=row["id"], image_id=row["image_id"], assigned=row["assigned"])
-        for row in fresh.filter(gold__isnull=True).annotate(assigned=Count("round_tasks")).values("id", "image_id", "assigned")
+        for row in fresh.filter(gold__isnull=True)
+        .annotate(assigned=Count("round_tasks"))
+        .values("id", "image_id", "assigned")
     ]
     ranker = import_string(settings.GAME_TASK_RANKER)
     ordinary = ranker(campaign, ordinary, rng)
@@ -318,7 +322,9 @@ def _submission_store(
         time_spent_ms=time_ms,
         client_key=key,
     )
-    provisional = scoring.provisional_points(plausible=flag in (Submission.Flag.NONE, Submission.Flag.BLANK), blank=blank)
+    provisional = scoring.provisional_points(
+        plausible=flag in (Submission.Flag.NONE, Submission.Flag.BLANK), blank=blank
+    )
     submitted = Submission.objects.filter(round_task__round=game_round).count() + 1
     total = game_round.round_tasks.count()
     completed = submitted == total and game_round.completed_at is None and not late
@@ -388,7 +394,11 @@ def _copied(player: User, round_task: RoundTask, mask_sha: str, suggestion_use: 
 def _repeated(player: User, round_task: RoundTask, mask_sha: str) -> bool:
     """The same mask pasted over other tasks (different images rarely agree to the pixel)."""
     recent = Submission.objects.filter(player=player).order_by("-submitted_at")[:REPEAT_WINDOW]
-    return Submission.objects.filter(pk__in=recent, mask_sha256=mask_sha).exclude(round_task__task=round_task.task).exists()
+    return (
+        Submission.objects.filter(pk__in=recent, mask_sha256=mask_sha)
+        .exclude(round_task__task=round_task.task)
+        .exists()
+    )
 
 
 def _flag(stats: PlayerStats, submission: Submission, campaign: Campaign, reason: str) -> None:
@@ -419,7 +429,9 @@ def task_settle(*, task: Task, now: datetime | None = None) -> int:
     """Settle the provisional submissions of ``task`` whose rounds are over, once the task has
     enough annotations. Returns how many settled. Safe to run twice and concurrently."""
     now = now or timezone.now()
-    campaign_targets = Campaign.objects.filter(rounds__round_tasks__task=task).values_list("annotations_per_image", flat=True)
+    campaign_targets = Campaign.objects.filter(rounds__round_tasks__task=task).values_list(
+        "annotations_per_image", flat=True
+    )
     target = min(campaign_targets, default=None)
     if target is None or Annotation.objects.filter(task=task).count() < target:
         return 0
@@ -464,7 +476,11 @@ def _submission_settle(pk: int, reference: np.ndarray, now: datetime) -> int:
             else 0
         )
         submission.status = Submission.Status.SETTLED
-        submission.quality, submission.dice, submission.surface_dice = measured.value, measured.dice, measured.surface_dice
+        submission.quality, submission.dice, submission.surface_dice = (
+            measured.value,
+            measured.dice,
+            measured.surface_dice,
+        )
         submission.points, submission.settled_at = points, now
         submission.save(update_fields=["status", "quality", "dice", "surface_dice", "points", "settled_at"])
         player = submission.player
@@ -519,7 +535,9 @@ def _badges_award(player: User, stats: PlayerStats) -> None:
             continue
         _, created = EarnedBadge.objects.get_or_create(player=player, code=badge.code)
         if created:
-            events.publish(player.pk, "badge.earned", {"badge": badge.code, "name": badge.name, "description": badge.description})
+            events.publish(
+                player.pk, "badge.earned", {"badge": badge.code, "name": badge.name, "description": badge.description}
+            )
 
 
 # -- leaderboards ------------------------------------------------------------------------------

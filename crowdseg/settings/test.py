@@ -27,5 +27,9 @@ else:
 if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
     # The real Celery worker of the service-bound tests opens the same test database.
     DATABASES["default"]["TEST"] = {"NAME": "test_crowdseg"}
+else:
+    # A file, not shared-cache memory: concurrency tests need SQLite's busy timeout, which
+    # in-memory shared-cache databases ignore ("database table is locked").
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
 CROWDSEG_MODEL_DIR = Path(env("CROWDSEG_MODEL_DIR") or DATA_DIR / "models" / "litemedsam")
 CROWDSEG_EMBED_ON_IMPORT = False  # tests that need embeddings ask for them

@@ -153,7 +153,10 @@ class SubmissionBatchView(APIView):
 def _batch_item(user, item: dict) -> dict:
     params = BatchItemSerializer(data=item)
     if not params.is_valid():
-        return {"status": 400, "error": {"status": 400, "code": "invalid", "message": "invalid item", "fields": params.errors}}
+        return {
+            "status": 400,
+            "error": {"status": 400, "code": "invalid", "message": "invalid item", "fields": params.errors},
+        }
     data = dict(params.validated_data)
     round_id, task_id, key = data.pop("round"), data.pop("task"), data.pop("idempotency_key")
     try:

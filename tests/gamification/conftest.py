@@ -42,7 +42,11 @@ def campaign_make(owner: User, *, images: int = 8, golds: int = 3, **rules) -> G
         annotation_services.gold_standard_set(task=task, mask=GOLD, created_by=owner)
     rules = {"round_size": 4, "annotations_per_image": 2, "gold_rate": 0.25, **rules}
     campaign = services.campaign_create(
-        owner=owner, dataset=dataset, name=f"campaign of {dataset.name}", label_classes=[dataset.label_classes.get()], **rules
+        owner=owner,
+        dataset=dataset,
+        name=f"campaign of {dataset.name}",
+        label_classes=[dataset.label_classes.get()],
+        **rules,
     )
     return Game(campaign, {t.id for t in tasks[:golds]})
 

@@ -152,7 +152,10 @@ def test_nobody_reads_anothers_round_or_submits_to_it(game, player, charlie):
     assert client_for(charlie).get(f"/api/v1/rounds/{data['id']}").status_code == 404
     response = submit(client_for(charlie), data["id"], task_id, submission_body(GOLD))
     assert response.status_code == 404
-    assert client_for(charlie).post(f"/api/v1/tasks/{task_id}/suggest", {"box": [1, 1, 9, 9]}, format="json").status_code == 404
+    assert (
+        client_for(charlie).post(f"/api/v1/tasks/{task_id}/suggest", {"box": [1, 1, 9, 9]}, format="json").status_code
+        == 404
+    )
     assert client_for(charlie).get(f"/api/v1/tasks/{task_id}/gold").status_code == 404
     assert client_for(player).get(f"/api/v1/tasks/{task_id}/gold").status_code == 403  # researchers only
 
