@@ -45,6 +45,11 @@ class DemoSummary:
 
 def mni_gold_slices(count: int, options: ReadOptions) -> dict[int, dict[str, np.ndarray]]:
     """``count`` axial slice indices spread over the brain, each with its gold masks (H, W) bool."""
+    return {i: masks for i, masks in _mni_slices(count, 0, options)[0].items()}
+
+
+def _mni_slices(count: int, unlabelled: int, options: ReadOptions) -> tuple[dict[int, dict[str, np.ndarray]], set[int]]:
+    """``count`` slices with gold masks and ``unlabelled`` others between them, all spread over the brain."""
     maps = {}
     for label, kind in (("white matter", "wm"), ("grey matter", "gm")):
         slices, _ = volume_slices(mni_path(kind).read_bytes(), mni_path(kind).name, options)
@@ -53,10 +58,14 @@ def mni_gold_slices(count: int, options: ReadOptions) -> dict[int, dict[str, np.
     # Slices where white matter is plentiful enough to be a fair task on a phone.
     candidates = sorted(i for i, m in wm.items() if m.sum() >= 1500)
     chosen = [candidates[round(k)] for k in np.linspace(0, len(candidates) - 1, count)] if candidates else []
-    return {i: {label: maps[label][i] for label in maps} for i in chosen}
+    rest = [i for i in candidates if i not in chosen]
+    others = {rest[round(k)] for k in np.linspace(0, len(rest) - 1, unlabelled)} if rest and unlabelled else set()
+    return {i: {label: maps[label][i] for label in maps} for i in chosen}, others
 
 
-def demo_load(*, mni_slices: int = 24) -> DemoSummary:
+def demo_load(*, mni_slices: int = 24, mni_unlabelled: int = 24) -> DemoSummary:
+    """Demo users, ``mni_slices`` MNI slices with expert golds plus ``mni_unlabelled`` without
+    (what the crowd is for), and the pydicom files."""
     users = []
     for username, role, staff in DEMO_USERS:
         _, created = user_ensure(username=username, password=DEMO_PASSWORD, role=role, superuser=staff)
@@ -71,12 +80,12 @@ def demo_load(*, mni_slices: int = 24) -> DemoSummary:
         ["white matter", "grey matter"],
         "Axial slices of the MNI ICBM152 2009a T1 template; gold standards from its tissue maps.",
     )
-    golds = mni_gold_slices(mni_slices, options)
+    golds, unlabelled = _mni_slices(mni_slices, mni_unlabelled, options)
     result = services.images_import(
         dataset=mni,
         sources=[services.PathSource(mni_path("t1"))],
         options=options,
-        keep=lambda image: image.slice is not None and image.slice.index in golds,
+        keep=lambda image: image.slice is not None and (image.slice.index in golds or image.slice.index in unlabelled),
     )
     images_created += len(result.created)
     tasks = Task.objects.filter(image__dataset=mni, gold__isnull=True).select_related("image", "label_class")

@@ -30,8 +30,10 @@ class Server:
     def __init__(self, extra_env: dict | None = None) -> None:
         self.data_dir = Path(tempfile.mkdtemp(prefix="crowdseg-bench-"))
         self.port = free_port()
+        # The embedded default unless the caller names services in ``extra_env``.
+        inherited = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         self.env = {
-            **os.environ,
+            **inherited,
             "DJANGO_SETTINGS_MODULE": "crowdseg.settings.local",
             "DJANGO_DEBUG": "false",
             "CROWDSEG_DATA_DIR": str(self.data_dir),
@@ -39,8 +41,6 @@ class Server:
             "CROWDSEG_EMBED_ON_IMPORT": "false",
             **(extra_env or {}),
         }
-        for name in ("DATABASE_URL", "REDIS_URL"):
-            self.env.pop(name, None)
         self.process: subprocess.Popen | None = None
 
     def manage(self, *args: str, stdin: str | None = None) -> str:

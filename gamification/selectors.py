@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Avg, Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Avg, Count, Exists, OuterRef, Prefetch, Q, QuerySet, prefetch_related_objects
 
 from accounts.models import User
-from crowdseg.errors import NotFound
+from crowdseg.errors import Forbidden, NotFound
 
-from .models import Campaign, CampaignMember, LeaderboardEntry, PlayerStats, Round, Submission
+from .models import Campaign, CampaignMember, LeaderboardEntry, PlayerStats, Round, RoundTask, Submission
 
 LEADERBOARD_TOP = 20
 
@@ -43,22 +43,25 @@ def campaign_get_for_player(*, user: User, campaign_id: int) -> Campaign:
     return campaign
 
 
-def campaign_get_for_owner(*, user: User, campaign_id: int) -> Campaign:
+def campaign_get_for_member(*, user: User, campaign_id: int) -> Campaign:
+    """A campaign ``user`` joined (the cheap lookup the game loop makes on every round)."""
     campaign = Campaign.objects.filter(pk=campaign_id).first()
-    if campaign is None or not (user.is_staff or user.is_superuser or campaign.owner_id == user.pk):
+    if campaign is None:
         raise NotFound(f"campaign {campaign_id} not found")
+    if not CampaignMember.objects.filter(campaign=campaign, player=user).exists():
+        raise Forbidden("join the campaign first", code="not_a_member")
     return campaign
 
 
 def round_get_for_player(*, user: User, round_id) -> Round:
-    game_round = (
-        Round.objects.select_related("campaign")
-        .prefetch_related("round_tasks__task__image", "round_tasks__task__label_class", "round_tasks__submission")
-        .filter(pk=round_id, player=user)
-        .first()
-    )
+    game_round = Round.objects.filter(pk=round_id, player=user).first()
     if game_round is None:
         raise NotFound("no such round")
+    # One joined query for the tasks, their images, classes and submissions.
+    round_tasks = RoundTask.objects.filter(round=game_round).select_related(
+        "task__image", "task__label_class", "submission"
+    )
+    prefetch_related_objects([game_round], Prefetch("round_tasks", queryset=round_tasks))
     return game_round
 
 

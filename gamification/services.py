@@ -83,6 +83,7 @@ def campaign_create(*, owner: User, dataset: Dataset, name: str, label_classes: 
     return campaign
 
 
+@transaction.atomic
 def campaign_join(*, player: User, campaign: Campaign, invite_code: str = "") -> CampaignMember:
     """Join ``campaign`` (idempotent). Invite-only campaigns need their code."""
     needs_code = campaign.visibility == Campaign.Visibility.INVITE and invite_code != campaign.invite_code
@@ -127,12 +128,11 @@ def rank_by_need(campaign: Campaign, candidates: list[Candidate], rng: random.Ra
 def round_start(*, player: User, campaign: Campaign, now: datetime | None = None, seed: int | None = None) -> Round:
     """The player's next round: up to ``campaign.round_size`` tasks on images they never had.
 
-    Gold checks are mixed in at ``scoring.gold_rate_for`` and the order shuffled. Raises Forbidden
-    if the player has not joined, Conflict outside the campaign's dates or when nothing is left.
+    The caller checks membership (``selectors.campaign_get_for_member``). Gold checks are mixed in
+    at ``scoring.gold_rate_for`` and the order shuffled. Raises Conflict outside the campaign's dates
+    or when nothing is left.
     """
     now = now or timezone.now()
-    if not CampaignMember.objects.filter(campaign=campaign, player=player).exists():
-        raise Forbidden("join the campaign first", code="not_a_member")
     _campaign_open(campaign, now)
     rounds_settle_expired(player=player, now=now)
     rng = random.Random(seed)

@@ -89,6 +89,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
+elif env_int("DATABASE_POOL_SIZE", 16) > 0 and not DATABASES["default"]["CONN_MAX_AGE"]:
+    # Under ASGI every request runs its sync view in a fresh thread, which would open (and close) a
+    # PostgreSQL connection per request; a shared pool makes that a checkout.
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": env_int("DATABASE_POOL_SIZE", 16),
+        "timeout": 10,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL") or ""

@@ -27,6 +27,8 @@ else:
 if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
     # The real Celery worker of the service-bound tests opens the same test database.
     DATABASES["default"]["TEST"] = {"NAME": "test_crowdseg"}
+    # pytest-django creates and drops the test database; pooled connections would hold it open.
+    DATABASES["default"].get("OPTIONS", {}).pop("pool", None)
 else:
     # A file, not shared-cache memory: concurrency tests need SQLite's busy timeout, which
     # in-memory shared-cache databases ignore ("database table is locked").

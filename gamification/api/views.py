@@ -80,7 +80,7 @@ class RoundCreateView(APIView):
 
     @extend_schema(request=None, responses={201: dict})
     def post(self, request, campaign_id: int):
-        campaign = selectors.campaign_get_for_player(user=request.user, campaign_id=campaign_id)
+        campaign = selectors.campaign_get_for_member(user=request.user, campaign_id=campaign_id)
         game_round = services.round_start(player=request.user, campaign=campaign)
         game_round = selectors.round_get_for_player(user=request.user, round_id=game_round.id)
         return Response(round_data(game_round, request, None), status=201)

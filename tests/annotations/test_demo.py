@@ -13,26 +13,29 @@ from accounts.models import User
 from annotations.demo import DICOM_DATASET, MNI_DATASET
 from annotations.io.samples import mni_path
 from annotations.models import Dataset, GoldStandard, Image, Task
+from gamification.models import Campaign
 from inference.engine import rle
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
 def counts() -> tuple[int, ...]:
-    return tuple(m.objects.count() for m in (User, Dataset, Image, Task, GoldStandard))
+    return tuple(m.objects.count() for m in (User, Dataset, Image, Task, GoldStandard, Campaign))
 
 
 def test_demo_loads_real_images_with_golds_and_twice_changes_nothing():
     out = io.StringIO()
-    call_command("load_demo", "--mni-slices", "4", stdout=out)
+    call_command("load_demo", "--mni-slices", "4", "--mni-unlabelled", "2", stdout=out)
     assert "password for all" in out.getvalue() and "rachel" in out.getvalue()
     first = counts()
     mni = Dataset.objects.get(name=MNI_DATASET)
-    assert mni.images.count() == 4
-    assert GoldStandard.objects.filter(task__image__dataset=mni).count() == 8  # white + grey matter
+    assert mni.images.count() == 6
+    assert GoldStandard.objects.filter(task__image__dataset=mni).count() == 8  # white + grey matter of 4
     assert Dataset.objects.get(name=DICOM_DATASET).images.filter(modality="CT").exists()
+    campaign = Campaign.objects.get()
+    assert campaign.dataset == mni and campaign.label_classes.count() == 2
 
-    call_command("load_demo", "--mni-slices", "4", stdout=io.StringIO())
+    call_command("load_demo", "--mni-slices", "4", "--mni-unlabelled", "2", stdout=io.StringIO())
     assert counts() == first
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -62,7 +64,14 @@ def test_gold_and_ordinary_tasks_serialise_identically(mixed_round):
     assert "gold" not in raw and "check" not in raw.replace("check_accuracy", "")
 
 
-def test_submit_answers_and_live_events_are_identical_for_gold(mixed_round):
+@pytest.fixture
+def settlement(request):
+    """Who runs the settlement tasks: Celery in-process (embedded), or a real worker (real stack)."""
+    if os.environ.get("CROWDSEG_REAL_STACK"):
+        request.getfixturevalue("celery_worker_process")
+
+
+def test_submit_answers_and_live_events_are_identical_for_gold(mixed_round, settlement):
     game, client, data = mixed_round
     player = game.campaign.members.get().player
     gold = set(map(str, RoundTask.objects.filter(round_id=data["id"], is_gold=True).values_list("task_id", flat=True)))
@@ -89,8 +98,11 @@ def test_submit_answers_and_live_events_are_identical_for_gold(mixed_round):
         connected, _ = await communicator.connect()
         assert connected
         await sync_to_async(play_and_let_a_second_player_finish_the_same_tasks)()
-        events = []
-        while not await communicator.receive_nothing(timeout=0.5):
+        events, deadline = [], time.monotonic() + 30
+        while time.monotonic() < deadline and sum(e["type"] == "score.settled" for e in events) < len(data["tasks"]):
+            if not await communicator.receive_nothing(timeout=0.2):
+                events.append(await communicator.receive_json_from())
+        while not await communicator.receive_nothing(timeout=0.5):  # what follows the last settlement
             events.append(await communicator.receive_json_from())
         await communicator.disconnect()
         return events

@@ -67,7 +67,7 @@ def test_researcher_creates_a_campaign_and_volunteers_list_and_join_it(alice, pl
 
 def test_campaign_of_someone_elses_dataset_is_refused(alice, charlie):
     game = campaign_make(alice)
-    body = {"name": "x", "dataset": game.campaign.dataset_id, "label_classes": [1]}
+    body = {"name": "x", "dataset": game.campaign.dataset_id, "label_classes": [game.campaign.label_classes.get().pk]}
     assert client_for(charlie).post("/api/v1/campaigns", body, format="json").status_code == 404
 
 
