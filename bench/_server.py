@@ -51,14 +51,30 @@ class Server:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
 
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "crowdseg.asgi:application"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    def start(self, processes: int = 1) -> None:
+        """Start daphne; with ``processes`` > 1, that many share one listening socket and the
+        kernel spreads connections over them (one process per core, as a deployment would)."""
+        if processes == 1:
+            command = ["-b", "127.0.0.1", "-p", str(self.port)]
+            pass_fds: tuple = ()
+        else:
+            self._listener = socket.socket()
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._listener.bind(("127.0.0.1", self.port))
+            self._listener.listen(1024)
+            command, pass_fds = ["--fd", str(self._listener.fileno())], (self._listener.fileno(),)
+        self.processes = [
+            subprocess.Popen(
+                [PYTHON, "-m", "daphne", *command, "crowdseg.asgi:application"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=pass_fds,
+            )
+            for _ in range(processes)
+        ]
+        self.process = self.processes[0]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -69,9 +85,9 @@ class Server:
         raise RuntimeError("the server did not start within 60 s")
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
+        for process in getattr(self, "processes", []):
+            process.terminate()
+            process.wait(timeout=30)
 
     def connection(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)

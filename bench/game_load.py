@@ -1,11 +1,12 @@
 """Simulated volunteers play the game against the real stack: daphne, PostgreSQL, Redis, a Celery worker.
 
 Each volunteer is one keep-alive HTTP connection plus one open game WebSocket (as the phone app
-keeps them). It joins the campaign, asks for rounds, "draws" each task for a random think time
-(3-10 s: a quick player with box-and-accept), submits with an Idempotency-Key, and now and then re-sends the same
-request as a phone on a flaky network would. Reported: sustained submits/s, p50/p95 of next-round
-and submit, errors, live events received, and submissions made vs stored (they must be equal:
-nothing lost, nothing duplicated).
+keeps them). Volunteers arrive at random over the first quarter of the run; each joins the
+campaign, asks for rounds, "draws" each task for a random think time (3-10 s: a quick player who
+boxes and accepts), submits with an Idempotency-Key, and now and then re-sends the same request
+as a phone on a flaky network would. Reported: sustained submits/s, p50/p95 of next-round and
+submit, errors, live events received, and submissions made vs stored (they must be equal: nothing
+lost, nothing duplicated).
 
     .venv/bin/python bench/game_load.py            # 200 volunteers, 60 s
     .venv/bin/python bench/game_load.py --quick    # 50 volunteers, 15 s
@@ -102,7 +103,7 @@ def mask_for(width: int, height: int, rng: random.Random) -> dict:
     return rle.encode(((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1)
 
 
-async def volunteer(port, token, campaign, deadline, think, retry_share, tally: Tally, seed: int) -> None:
+async def volunteer(port, token, campaign, deadline, ramp, think, retry_share, tally: Tally, seed: int) -> None:
     rng = random.Random(seed)
     headers = {"X-Session-Token": token}
     http = HttpClient("127.0.0.1", port, headers)
@@ -110,8 +111,8 @@ async def volunteer(port, token, campaign, deadline, think, retry_share, tally: 
         socket = await WebSocket.open(
             "127.0.0.1", port, "/ws/v1/play", {**headers, "Origin": f"http://127.0.0.1:{port}"}
         )
-    except (ConnectionError, OSError):
-        tally.error("websocket")
+    except (ConnectionError, OSError, asyncio.IncompleteReadError) as exc:
+        tally.error(f"websocket {type(exc).__name__}")
         socket = None
 
     async def listen():
@@ -125,7 +126,7 @@ async def volunteer(port, token, campaign, deadline, think, retry_share, tally: 
             tally.events[event.get("type")] = tally.events.get(event.get("type"), 0) + 1
 
     listener = asyncio.create_task(listen())
-    await asyncio.sleep(rng.uniform(0, 5))  # players do not all press play in the same millisecond
+    await asyncio.sleep(rng.uniform(0, ramp))  # players open the app over the first part of the run
     status, _, _ = await http.request("POST", f"/api/v1/campaigns/{campaign}/join", {})
     if status != 200:
         tally.error(f"join {status}")
@@ -176,9 +177,9 @@ async def volunteer(port, token, campaign, deadline, think, retry_share, tally: 
 async def play(port, tokens, campaign, seconds, think, retry_share) -> tuple[Tally, float]:
     tally = Tally()
     started = time.monotonic()
-    deadline = started + seconds
+    deadline, ramp = started + seconds, seconds / 4
     await asyncio.gather(
-        *(volunteer(port, t, campaign, deadline, think, retry_share, tally, seed=i) for i, t in enumerate(tokens))
+        *(volunteer(port, t, campaign, deadline, ramp, think, retry_share, tally, seed=i) for i, t in enumerate(tokens))
     )
     return tally, time.monotonic() - started
 
@@ -201,6 +202,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--think", type=float, nargs=2, default=(3.0, 10.0), metavar=("MIN_S", "MAX_S"))
     parser.add_argument("--retry-share", type=float, default=0.1, help="share of submits sent twice")
+    parser.add_argument("--processes", type=int, default=2, help="daphne processes sharing the port (one per core)")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     args = parser.parse_args()
@@ -246,7 +248,7 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        server.start()
+        server.start(processes=args.processes)
         print(f"playing: {volunteers} volunteers for {seconds:.0f} s on {setup['images']} images ...", flush=True)
         tally, elapsed = asyncio.run(
             play(server.port, setup["tokens"], setup["campaign"], seconds, args.think, args.retry_share)
@@ -265,6 +267,7 @@ def main() -> None:
     span = (max(tally.submit_times) - min(tally.submit_times)) if len(tally.submit_times) > 1 else elapsed
     summary = {
         "volunteers": volunteers,
+        "server_processes": args.processes,
         "seconds": round(elapsed, 1),
         "submits_per_s": round(len(tally.submit_ms) / span, 1) if span else 0.0,
         "next_round_p50_ms": round(percentile(tally.next_round_ms, 50), 1),

@@ -147,6 +147,7 @@ class PlayerStats(models.Model):
     xp = models.PositiveIntegerField(default=0)
     level = models.PositiveSmallIntegerField(default=1)
     rounds_completed = models.PositiveIntegerField(default=0)
+    campaigns_joined = models.PositiveIntegerField(default=0)
     tasks_submitted = models.PositiveIntegerField(default=0)
     golds_settled = models.PositiveIntegerField(default=0)
     gold_quality_sum = models.FloatField(default=0.0)

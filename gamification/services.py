@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -92,6 +92,8 @@ def campaign_join(*, player: User, campaign: Campaign, invite_code: str = "") ->
     member, created = CampaignMember.objects.get_or_create(campaign=campaign, player=player)
     if created:
         stats = _stats_for_update(player)
+        stats.campaigns_joined += 1
+        stats.save(update_fields=["campaigns_joined"])
         _badges_award(player, stats)
     return member
 
@@ -246,11 +248,12 @@ def submission_submit(
     mask_sha = hashlib.sha256(json.dumps(encoded, sort_keys=True).encode()).hexdigest()
     try:
         with transaction.atomic():
-            locked = RoundTask.objects.select_for_update().get(pk=round_task.pk)
-            again = Submission.objects.filter(player=player, idempotency_key=idempotency_key).first()
-            if again is not None:
-                return _replay(again, request_sha)
-            if Submission.objects.filter(round_task=locked).exists():
+            list(RoundTask.objects.select_for_update().filter(pk=round_task.pk).values_list("pk", flat=True))
+            # Under the lock: a concurrent duplicate that got here first is replayed, anything else refused.
+            earlier = Submission.objects.filter(round_task=round_task).first()
+            if earlier is not None:
+                if earlier.idempotency_key == idempotency_key:
+                    return _replay(earlier, request_sha)
                 raise Conflict("this task of your round already has a submission", code="already_submitted")
             submission = _submission_store(
                 player, round_task, data, idempotency_key, request_sha, mask, encoded, mask_sha, now
@@ -295,9 +298,10 @@ def _submission_store(
     suggestion_use = data.get("suggestion_use", "none")
     blank = not mask.any()
     late = now >= game_round.expires_at
-    reported = time_ms + sum(
-        Annotation.objects.filter(submission__round_task__round=game_round).values_list("time_spent_ms", flat=True)
+    progress = RoundTask.objects.filter(round=game_round).aggregate(
+        total=Count("id"), submitted=Count("submission"), reported=Sum("submission__annotation__time_spent_ms")
     )
+    reported = time_ms + (progress["reported"] or 0)
     wall_ms = int((now - game_round.created_at).total_seconds() * 1000)
 
     flag = Submission.Flag.NONE
@@ -325,8 +329,7 @@ def _submission_store(
     provisional = scoring.provisional_points(
         plausible=flag in (Submission.Flag.NONE, Submission.Flag.BLANK), blank=blank
     )
-    submitted = Submission.objects.filter(round_task__round=game_round).count() + 1
-    total = game_round.round_tasks.count()
+    submitted, total = progress["submitted"] + 1, progress["total"]
     completed = submitted == total and game_round.completed_at is None and not late
     body = {
         "task": str(round_task.task_id),
@@ -349,9 +352,6 @@ def _submission_store(
         provisional_points=provisional,
         submitted_at=now,
     )
-    body["submission"] = submission.pk
-    Submission.objects.filter(pk=submission.pk).update(response_body=body)
-    submission.response_body = body
 
     stats = _stats_for_update(player)
     stats.tasks_submitted += 1
@@ -515,8 +515,12 @@ def _submission_settle(pk: int, reference: np.ndarray, now: datetime) -> int:
 
 
 def _stats_for_update(player: User) -> PlayerStats:
-    PlayerStats.objects.get_or_create(player=player)
-    return PlayerStats.objects.select_for_update().get(player=player)
+    """The player's stats row, locked for this transaction (created on first use)."""
+    stats = PlayerStats.objects.select_for_update().filter(player=player).first()
+    if stats is None:
+        PlayerStats.objects.get_or_create(player=player)
+        stats = PlayerStats.objects.select_for_update().get(player=player)
+    return stats
 
 
 def _badges_award(player: User, stats: PlayerStats) -> None:
@@ -527,10 +531,13 @@ def _badges_award(player: User, stats: PlayerStats) -> None:
         perfect_golds=stats.perfect_golds,
         best_streak=stats.best_streak,
         level=stats.level,
-        campaigns_joined=CampaignMember.objects.filter(player=player).count(),
+        campaigns_joined=stats.campaigns_joined,
     )
+    earned = badges.badges_earned(snapshot)
+    if not earned:
+        return
     have = set(EarnedBadge.objects.filter(player=player).values_list("code", flat=True))
-    for badge in badges.badges_earned(snapshot):
+    for badge in earned:
         if badge.code in have:
             continue
         _, created = EarnedBadge.objects.get_or_create(player=player, code=badge.code)
