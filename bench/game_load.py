@@ -68,6 +68,17 @@ for user in User.objects.filter(username__startswith="volunteer").order_by("pk")
     session[HASH_SESSION_KEY] = user.get_session_auth_hash()
     session.create()
     tokens.append(session.session_key)
+# Players who came before: the leaderboards already hold {fillers} of them.
+import random
+from gamification.models import LeaderboardEntry
+rng = random.Random(0)
+fillers = User.objects.bulk_create(
+    (User(username=f"earlier{{i}}", pseudonym=f"earlier-player-{{i:06d}}") for i in range({fillers})), batch_size=5000
+)
+for board in ("global:all", f"campaign:{{campaign.pk}}:all"):
+    LeaderboardEntry.objects.bulk_create(
+        (LeaderboardEntry(board=board, player=u, points=rng.randint(1, 200_000)) for u in fillers), batch_size=5000
+    )
 print(json.dumps({{"campaign": campaign.pk, "tokens": tokens, "images": dataset.images.count()}}))
 """
 
@@ -83,6 +94,7 @@ print(json.dumps({"submissions": Submission.objects.count(), "annotations": Anno
 @dataclass
 class Tally:
     next_round_ms: list[float] = field(default_factory=list)
+    leaderboard_ms: list[float] = field(default_factory=list)
     submit_ms: list[float] = field(default_factory=list)
     made: set = field(default_factory=set)  # (round, task) answered 201 the first time
     replays_sent: int = 0
@@ -140,6 +152,11 @@ async def volunteer(port, token, campaign, deadline, ramp, think, retry_share, t
                 break
             await asyncio.sleep(1)
             continue
+        started = time.perf_counter()  # the app shows the board between rounds
+        status, _, _ = await http.request("GET", f"/api/v1/campaigns/{campaign}/leaderboard")
+        tally.leaderboard_ms.append((time.perf_counter() - started) * 1000)
+        if status != 200:
+            tally.error(f"leaderboard {status}")
         for task in game_round["tasks"]:
             drawing = rng.uniform(*think)
             await asyncio.sleep(drawing)
@@ -207,6 +224,7 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     args = parser.parse_args()
     volunteers = args.volunteers or (50 if args.quick else 200)
+    fillers = 10_000 if args.quick else 100_000
     seconds = args.seconds or (15 if args.quick else 60)
 
     db_name = f"crowdseg_bench_{os.getpid()}"
@@ -226,10 +244,15 @@ def main() -> None:
     )
     worker = None
     try:
-        print(f"setting up: PostgreSQL database {db_name}, {volunteers} volunteers, MNI slices ...", flush=True)
+        print(
+            f"setting up: PostgreSQL database {db_name}, {volunteers} volunteers, {fillers:,} earlier players ...",
+            flush=True,
+        )
         server.manage("migrate", "--verbosity", "0")
         setup = json.loads(
-            server.manage("shell", stdin=SETUP.format(golds=20, unlabelled=100, volunteers=volunteers)).splitlines()[-1]
+            server.manage(
+                "shell", stdin=SETUP.format(golds=20, unlabelled=100, volunteers=volunteers, fillers=fillers)
+            ).splitlines()[-1]
         )
         worker = subprocess.Popen(
             [
@@ -274,6 +297,9 @@ def main() -> None:
         "next_round_p95_ms": round(percentile(tally.next_round_ms, 95), 1),
         "submit_p50_ms": round(percentile(tally.submit_ms, 50), 1),
         "submit_p95_ms": round(percentile(tally.submit_ms, 95), 1),
+        "leaderboard_players": fillers + volunteers,
+        "leaderboard_p50_ms": round(percentile(tally.leaderboard_ms, 50), 1),
+        "leaderboard_p95_ms": round(percentile(tally.leaderboard_ms, 95), 1),
         "submitted": submitted,
         "stored": stored["submissions"],
         "duplicates": max(0, stored["submissions"] - submitted),
@@ -292,6 +318,10 @@ def main() -> None:
     print(f"{'sustained submits/s':<22}{summary['submits_per_s']}")
     print(f"{'next round p50 / p95':<22}{summary['next_round_p50_ms']} / {summary['next_round_p95_ms']} ms")
     print(f"{'submit p50 / p95':<22}{summary['submit_p50_ms']} / {summary['submit_p95_ms']} ms")
+    print(
+        f"{'leaderboard p50 / p95':<22}{summary['leaderboard_p50_ms']} / {summary['leaderboard_p95_ms']} ms"
+        f" ({summary['leaderboard_players']:,} players)"
+    )
     print(f"{'made / stored':<22}{submitted} / {stored['submissions']} (annotations {stored['annotations']})")
     print(f"{'replays identical':<22}{tally.replays_identical} of {tally.replays_sent}")
     print(f"{'errors':<22}{summary['errors']} {tally.errors or ''}")
