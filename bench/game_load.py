@@ -107,12 +107,23 @@ class Tally:
         self.errors[what] = self.errors.get(what, 0) + 1
 
 
+MASKS_PER_SIZE = 500
+_masks: dict[tuple[int, int], list[dict]] = {}
+
+
 def mask_for(width: int, height: int, rng: random.Random) -> dict:
-    """A plausible drawing: a filled ellipse somewhere in the image, different every time."""
-    y, x = np.ogrid[:height, :width]
-    cy, cx = rng.uniform(0.3, 0.7) * height, rng.uniform(0.3, 0.7) * width
-    ry, rx = rng.uniform(0.1, 0.3) * height, rng.uniform(0.1, 0.3) * width
-    return rle.encode(((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1)
+    """A plausible drawing: a filled ellipse somewhere in the image. Drawn from a pool made once per
+    image size, so the load generator spends its CPU on requests, not on drawing."""
+    if (width, height) not in _masks:
+        pool_rng = random.Random(width * 7919 + height)
+        y, x = np.ogrid[:height, :width]
+        pool = []
+        for _ in range(MASKS_PER_SIZE):
+            cy, cx = pool_rng.uniform(0.3, 0.7) * height, pool_rng.uniform(0.3, 0.7) * width
+            ry, rx = pool_rng.uniform(0.1, 0.3) * height, pool_rng.uniform(0.1, 0.3) * width
+            pool.append(rle.encode(((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1))
+        _masks[(width, height)] = pool
+    return rng.choice(_masks[(width, height)])
 
 
 async def volunteer(port, token, campaign, deadline, ramp, think, retry_share, tally: Tally, seed: int) -> None:
