@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import Count, QuerySet
 
 from accounts.models import User
-from crowdseg.errors import NotFound
+from crowdseg.errors import Forbidden, NotFound
 
 from .models import Dataset, Image, Task
 
@@ -39,6 +39,15 @@ def task_get_for_researcher(*, user: User, task_id) -> Task:
     )
     if task is None:
         raise NotFound(f"task {task_id} not found")
+    return task
+
+
+def task_get_for_suggestions(*, user: User, task_id) -> Task:
+    """``task_get_for_player``, and Forbidden where the player's round shows this task without the
+    AI's help (the game withholds it on a share of tasks to measure how much it anchors players)."""
+    task = task_get_for_player(user=user, task_id=task_id)
+    if Task.objects.filter(pk=task.pk, round_tasks__round__player=user, round_tasks__suggestion_withheld=True).exists():
+        raise Forbidden("this task is played without the AI's suggestion", code="suggestion_withheld")
     return task
 
 

@@ -133,7 +133,7 @@ class PlayConsumer(AsyncJsonWebsocketConsumer):
             task_id = uuid.UUID(str(content.get("task")))
         except ValueError:
             raise DomainError("task must be a task id", code="invalid", fields={"task": ["not a task id"]}) from None
-        task = selectors.task_get_for_player(user=self.scope["user"], task_id=task_id)
+        task = selectors.task_get_for_suggestions(user=self.scope["user"], task_id=task_id)
         return suggestion_data(services.suggestion_make(task=task, **params.validated_data))
 
 

@@ -42,6 +42,10 @@ class Campaign(models.Model):
         default=5, help_text="Annotations a task needs before it settles and stops being handed out first"
     )
     gold_rate = models.FloatField(default=0.15, help_text="Share of a round that is hidden gold checks")
+    suggestion_withheld_share = models.FloatField(
+        default=0.0,
+        help_text="Share of tasks (gold or not alike) shown without the AI suggestion, to measure anchoring",
+    )
     starts_at = models.DateTimeField(null=True, blank=True)
     ends_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -50,7 +54,11 @@ class Campaign(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(gold_rate__gte=0) & models.Q(gold_rate__lte=0.5), name="campaign_gold_rate_range"
-            )
+            ),
+            models.CheckConstraint(
+                condition=models.Q(suggestion_withheld_share__gte=0) & models.Q(suggestion_withheld_share__lte=1),
+                name="campaign_withheld_share_range",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -90,6 +98,7 @@ class RoundTask(models.Model):
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="round_tasks")
     position = models.PositiveSmallIntegerField()
     is_gold = models.BooleanField(default=False)  # server-side only
+    suggestion_withheld = models.BooleanField(default=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["round", "task"], name="roundtask_unique")]

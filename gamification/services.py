@@ -182,7 +182,13 @@ def round_start(*, player: User, campaign: Campaign, now: datetime | None = None
             campaign=campaign, player=player, created_at=now, expires_at=now + timedelta(seconds=campaign.round_seconds)
         )
         RoundTask.objects.bulk_create(
-            RoundTask(round=game_round, task_id=task_id, position=i, is_gold=is_gold)
+            RoundTask(
+                round=game_round,
+                task_id=task_id,
+                position=i,
+                is_gold=is_gold,
+                suggestion_withheld=rng.random() < campaign.suggestion_withheld_share,
+            )
             for i, (task_id, is_gold) in enumerate(picked)
         )
     events.publish(player.pk, "round.started", {"round": str(game_round.id), "expires_at": game_round.expires_at})

@@ -38,7 +38,7 @@ class CampaignOwnerSerializer(CampaignSerializer):
     """What the researcher who runs the campaign sees: the rules players do not."""
 
     class Meta(CampaignSerializer.Meta):
-        fields = [*CampaignSerializer.Meta.fields, "gold_rate", "invite_code"]
+        fields = [*CampaignSerializer.Meta.fields, "gold_rate", "suggestion_withheld_share", "invite_code"]
 
 
 class CampaignCreateSerializer(serializers.Serializer):
@@ -52,6 +52,7 @@ class CampaignCreateSerializer(serializers.Serializer):
     task_seconds = serializers.IntegerField(min_value=3, max_value=3600, default=30)
     annotations_per_image = serializers.IntegerField(min_value=1, max_value=50, default=5)
     gold_rate = serializers.FloatField(min_value=0.0, max_value=0.5, default=0.15)
+    suggestion_withheld_share = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.0)
     starts_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
     ends_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
 
@@ -100,14 +101,18 @@ def round_task_data(round_task, request) -> dict:
     """One task of a round. Every field is the same kind for gold checks and ordinary tasks."""
     task, image, label_class = round_task.task, round_task.task.image, round_task.task.label_class
     submission = getattr(round_task, "submission", None)
+    withheld = round_task.suggestion_withheld
     return {
         "id": str(task.id),
         "position": round_task.position,
         "image": {"url": request.build_absolute_uri(image.display.url), "width": image.width, "height": image.height},
         "label_class": {"id": label_class.id, "name": label_class.name, "color": label_class.color},
         "instructions": label_class.instructions,
-        "initial_mask_url": request.build_absolute_uri(reverse("task-initial-mask", args=[task.id])),
-        "suggest_url": request.build_absolute_uri(reverse("task-suggest", args=[task.id])),
+        # null where the campaign withholds the AI on this task (at the same rate for every task)
+        "initial_mask_url": None
+        if withheld
+        else request.build_absolute_uri(reverse("task-initial-mask", args=[task.id])),
+        "suggest_url": None if withheld else request.build_absolute_uri(reverse("task-suggest", args=[task.id])),
         "submit_url": request.build_absolute_uri(reverse("round-submit", args=[round_task.round_id, task.id])),
         "submitted": submission is not None,
         "status": submission.status if submission else None,

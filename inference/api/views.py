@@ -30,7 +30,7 @@ class SuggestView(APIView):
 
     @extend_schema(request=PromptSerializer, responses={200: SuggestionSerializer, 409: OpenApiResponse()})
     def post(self, request, task_id):
-        task = selectors.task_get_for_player(user=request.user, task_id=task_id)
+        task = selectors.task_get_for_suggestions(user=request.user, task_id=task_id)
         params = PromptSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         suggestion = services.suggestion_make(task=task, **params.validated_data)
@@ -44,7 +44,7 @@ class InitialMaskView(APIView):
 
     @extend_schema(responses={200: SuggestionSerializer, 204: None, 409: OpenApiResponse()})
     def get(self, request, task_id):
-        task = selectors.task_get_for_player(user=request.user, task_id=task_id)
+        task = selectors.task_get_for_suggestions(user=request.user, task_id=task_id)
         suggestion = services.initial_mask(task=task)
         if suggestion is None:
             return Response(status=204)
@@ -63,7 +63,7 @@ class TaskEmbeddingView(APIView):
 
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(), 409: OpenApiResponse()})
     def get(self, request, task_id):
-        task = selectors.task_get_for_player(user=request.user, task_id=task_id)
+        task = selectors.task_get_for_suggestions(user=request.user, task_id=task_id)
         fmt = request.query_params.get("encoding", "int8")
         if fmt not in services.EMBEDDING_FORMATS:
             raise DomainError(f"encoding must be one of {sorted(services.EMBEDDING_FORMATS)}", code="invalid_encoding")

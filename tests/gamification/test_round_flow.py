@@ -163,3 +163,15 @@ def test_nobody_reads_anothers_round_or_submits_to_it(game, player, charlie):
 def test_unknown_round_is_404(player):
     assert client_for(player).get(f"/api/v1/rounds/{uuid.uuid4()}").status_code == 404
     assert reverse("round-detail", args=[uuid.uuid4()]).startswith("/api/v1/rounds/")
+
+
+def test_a_campaign_can_withhold_the_suggestion(alice, player):
+    game = campaign_make(alice, suggestion_withheld_share=1.0)
+    client = client_for(player)
+    data = join_and_start(client, game.campaign)
+    task = data["tasks"][0]
+    assert task["suggest_url"] is None and task["initial_mask_url"] is None
+    refused = client.post(f"/api/v1/tasks/{task['id']}/suggest", {"box": [1, 1, 9, 9]}, format="json")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "suggestion_withheld"
+    assert client.get(f"/api/v1/tasks/{task['id']}/embedding").status_code == 403
+    assert client.get(f"/api/v1/tasks/{task['id']}/initial-mask").status_code == 403
