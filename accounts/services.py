@@ -66,6 +66,8 @@ RESEARCHER_PERMISSIONS = {
     "annotations.task": ["view"],
     "annotations.annotation": ["view"],
     "annotations.goldstandard": ["view", "add", "change"],
+    "annotations.fusedlabel": ["view", "change"],
+    "annotations.annotatorreliability": ["view"],
     "gamification.campaign": ["view", "add", "change"],
     "gamification.submission": ["view"],
     "gamification.playerflag": ["view"],

@@ -1,13 +1,28 @@
+import csv
+
 from django import forms
 from django.contrib import admin, messages
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
-from . import services
+from inference.engine import rle
+
+from . import consensus, figures, services
+from .fusion import entropy_bits
 from .io import ImageReadError, ReadOptions
 from .io.preprocess import CT_WINDOWS
-from .models import Annotation, Dataset, GoldStandard, Image, LabelClass, Task
+from .models import (
+    Annotation,
+    AnnotatorReliability,
+    Dataset,
+    FusedLabel,
+    GoldStandard,
+    Image,
+    LabelClass,
+    Task,
+)
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -153,3 +168,212 @@ class GoldStandardAdmin(ResearcherScopedAdmin):
     list_display = ["task", "area", "source", "created_by", "updated_at"]
     list_filter = ["source"]
     raw_id_fields = ["task", "created_by"]
+
+
+@admin.register(FusedLabel)
+class FusedLabelAdmin(ResearcherScopedAdmin):
+    """QA: labels the crowd is unsure about, shown over the image with each annotator's mask and
+    weight. *Accept* makes the fused mask the gold standard; *use this mask* takes one annotator's."""
+
+    owner_path = "task__label_class__dataset__owner"
+    list_display = ["task", "label_class", "confidence", "votes", "settled", "review", "updated_at"]
+    list_filter = ["review", "settled", "task__label_class__dataset", "task__label_class"]
+    list_select_related = ["task__label_class"]
+    ordering = ["confidence"]
+    fields = ["task", "confidence", "votes", "gain", "settled", "review", "updated_at", "figures", "annotators"]
+    readonly_fields = fields
+    actions = ["accept_as_gold"]
+
+    @admin.display(description="label class")
+    def label_class(self, obj):
+        return obj.task.label_class
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="fused label and uncertainty")
+    def figures(self, obj):
+        return format_html(
+            '<img src="{}" style="max-width:45%"> <img src="{}" style="max-width:45%">',
+            reverse("admin:annotations_fusedlabel_figure", args=[obj.pk, "fused"]),
+            reverse("admin:annotations_fusedlabel_figure", args=[obj.pk, "uncertainty"]),
+        )
+
+    @admin.display(description="annotators (weight for this class)")
+    def annotators(self, obj):
+        weights = dict(
+            AnnotatorReliability.objects.filter(label_class=obj.task.label_class).values_list("annotator_id", "weight")
+        )
+        cells = []
+        for annotation in obj.task.annotations.select_related("annotator").order_by("created_at"):
+            figure = reverse("admin:annotations_fusedlabel_annotation", args=[obj.pk, annotation.pk])
+            use = reverse("admin:annotations_fusedlabel_use", args=[obj.pk, annotation.pk])
+            weight = weights.get(annotation.annotator_id)
+            cells.append(
+                format_html(
+                    '<div style="display:inline-block;margin:4px;text-align:center"><img src="{}" '
+                    'style="width:160px"><br>{} · weight {} · {}<br><a href="{}">use this mask as gold</a></div>',
+                    figure,
+                    annotation.annotator.pseudonym or annotation.annotator,
+                    "?" if weight is None else f"{weight:.2f}",
+                    annotation.get_suggestion_use_display(),
+                    use,
+                )
+            )
+        return format_html_join("", "{}", ((c,) for c in cells)) or "no annotations"
+
+    @admin.action(description="Accept the fused mask as the gold standard")
+    def accept_as_gold(self, request, queryset):
+        for fused in queryset.select_related("task__image"):
+            consensus.fused_label_accept(fused=fused, reviewer=request.user)
+        messages.success(request, f"{queryset.count()} fused labels are now gold standards.")
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        extra = [
+            path("<int:pk>/figure/<str:kind>.png", view(self.figure_view), name="annotations_fusedlabel_figure"),
+            path(
+                "<int:pk>/annotation/<int:annotation_pk>.png",
+                view(self.annotation_view),
+                name="annotations_fusedlabel_annotation",
+            ),
+            path("<int:pk>/use/<int:annotation_pk>/", view(self.use_view), name="annotations_fusedlabel_use"),
+        ]
+        return extra + super().get_urls()
+
+    def _fused(self, request, pk) -> FusedLabel:
+        return get_object_or_404(self.get_queryset(request).select_related("task__image", "task__label_class"), pk=pk)
+
+    def figure_view(self, request, pk, kind):
+        fused = self._fused(request, pk)
+        image = services.image_model_input(fused.task.image)
+        if kind == "uncertainty":
+            probability = consensus.probability_from_png(fused.probability)
+            png = figures.uncertainty_overlay(image, entropy_bits(probability))
+        else:
+            png = figures.mask_overlay(image, rle.decode(fused.mask), fused.task.label_class.color)
+        return HttpResponse(png, content_type="image/png")
+
+    def annotation_view(self, request, pk, annotation_pk):
+        fused = self._fused(request, pk)
+        annotation = get_object_or_404(Annotation, pk=annotation_pk, task=fused.task)
+        image = services.image_model_input(fused.task.image)
+        png = figures.mask_overlay(image, rle.decode(annotation.mask), fused.task.label_class.color)
+        return HttpResponse(png, content_type="image/png")
+
+    def use_view(self, request, pk, annotation_pk):
+        fused = self._fused(request, pk)
+        if not self.has_change_permission(request, fused) and not request.user.has_perm("annotations.add_goldstandard"):
+            return redirect("admin:index")
+        annotation = get_object_or_404(Annotation, pk=annotation_pk, task=fused.task)
+        consensus.fused_label_accept(fused=fused, reviewer=request.user, mask=rle.decode(annotation.mask))
+        messages.success(request, f"The mask of {annotation.annotator} is now the gold standard of this task.")
+        return redirect("admin:annotations_fusedlabel_change", pk)
+
+
+@admin.register(AnnotatorReliability)
+class AnnotatorReliabilityAdmin(ResearcherScopedAdmin):
+    """Each annotator's reliability per label class, with how much evidence stands behind it; a
+    histogram and an agreement plot per class, and a CSV."""
+
+    owner_path = "label_class__dataset__owner"
+    list_display = [
+        "who", "label_class", "weight_shown", "sensitivity_shown", "precision_shown", "specificity_shown",
+        "images", "golds", "anchored", "updated_at",
+    ]  # fmt: skip
+    list_filter = ["label_class__dataset", "label_class"]
+    list_select_related = ["annotator", "label_class"]
+    ordering = ["label_class", "-weight"]
+    readonly_fields = [f.name for f in AnnotatorReliability._meta.fields]
+    actions = ["download_csv"]
+    change_list_template = "admin/annotations/annotatorreliability/change_list.html"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="annotator", ordering="annotator__username")
+    def who(self, obj):
+        return obj.annotator or "AI model (unchanged acceptances)"
+
+    @admin.display(description="weight", ordering="weight")
+    def weight_shown(self, obj):
+        return f"{obj.weight:.2f}"
+
+    @admin.display(description="sensitivity")
+    def sensitivity_shown(self, obj):
+        return f"{obj.sensitivity:.2f} ± {obj.sensitivity_sd:.2f}"
+
+    @admin.display(description="precision")
+    def precision_shown(self, obj):
+        return f"{obj.precision:.2f} ± {obj.precision_sd:.2f}"
+
+    @admin.display(description="specificity")
+    def specificity_shown(self, obj):
+        return f"{obj.specificity:.2f} ± {obj.specificity_sd:.2f}"
+
+    @admin.action(description="Download as CSV")
+    def download_csv(self, request, queryset):
+        return reliability_csv(queryset.select_related("annotator", "label_class__dataset"))
+
+    def changelist_view(self, request, extra_context=None):
+        classes = LabelClass.objects.filter(reliabilities__in=self.get_queryset(request)).distinct()
+        plots = [
+            (
+                label_class,
+                reverse("admin:annotations_annotatorreliability_plot", args=[label_class.pk, "histogram"]),
+                reverse("admin:annotations_annotatorreliability_plot", args=[label_class.pk, "agreement"]),
+            )
+            for label_class in classes.select_related("dataset")
+        ]
+        return super().changelist_view(request, {**(extra_context or {}), "reliability_plots": plots})
+
+    def get_urls(self):
+        extra = [
+            path(
+                "plot/<int:label_class_pk>/<str:kind>.png",
+                self.admin_site.admin_view(self.plot_view),
+                name="annotations_annotatorreliability_plot",
+            ),
+        ]
+        return extra + super().get_urls()
+
+    def plot_view(self, request, label_class_pk, kind):
+        rows = list(self.get_queryset(request).filter(label_class_id=label_class_pk, annotator__isnull=False))
+        if not rows:
+            return HttpResponse(status=404)
+        title = str(rows[0].label_class)
+        if kind == "histogram":
+            png = figures.reliability_histogram([r.weight for r in rows], title)
+        else:
+            png = figures.agreement_plot(
+                [r.sensitivity for r in rows], [r.precision for r in rows], [r.images for r in rows], title
+            )
+        return HttpResponse(png, content_type="image/png")
+
+
+def reliability_csv(rows) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = 'attachment; filename="reliability.csv"'
+    writer = csv.writer(response)
+    fields = ["sensitivity", "sensitivity_sd", "precision", "precision_sd", "specificity", "specificity_sd"]
+    writer.writerow(["dataset", "label_class", "annotator", "pseudonym", "weight", *fields, "images", "golds"])
+    for r in rows:
+        who = r.annotator.username if r.annotator else "AI model"
+        pseudonym = r.annotator.pseudonym if r.annotator else ""
+        values = [f"{getattr(r, f):.4f}" for f in fields]
+        writer.writerow(
+            [
+                r.label_class.dataset.name,
+                r.label_class.name,
+                who,
+                pseudonym,
+                f"{r.weight:.4f}",
+                *values,
+                r.images,
+                r.golds,
+            ]
+        )
+    return response

@@ -162,3 +162,70 @@ class GoldStandard(models.Model):
 
     def __str__(self) -> str:
         return f"gold of {self.task_id}"
+
+
+class FusedLabel(models.Model):
+    """The crowd's label of a task from the latest fusion (``annotations.fusion``), and its review.
+
+    ``probability`` is the posterior P(foreground) as an 8-bit greyscale PNG (0..255) at the
+    image's native size; ``confidence`` is the engine's per-image confidence in [0, 1];
+    ``gain`` how much one more annotation is worth (active sampling); ``settled`` that the
+    task needs no more annotations.
+    """
+
+    class Review(models.TextChoices):
+        NONE = "", "Not needed"
+        NEEDED = "needed", "Needs review"
+        ACCEPTED = "accepted", "Accepted as gold"
+        CORRECTED = "corrected", "Corrected by an expert"
+
+    task = models.OneToOneField(Task, on_delete=models.CASCADE, related_name="fused")
+    mask = models.JSONField(help_text="COCO RLE")
+    area = models.PositiveIntegerField(help_text="Foreground pixels")
+    probability = models.BinaryField(help_text="PNG, 8-bit: P(foreground) * 255")
+    confidence = models.FloatField()
+    votes = models.PositiveSmallIntegerField(help_text="Independent votes (unchanged acceptances count once)")
+    gain = models.FloatField(default=0.0)
+    settled = models.BooleanField(default=False)
+    review = models.CharField(max_length=9, choices=Review.choices, default=Review.NONE, blank=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"fused label of {self.task_id}"
+
+
+class AnnotatorReliability(models.Model):
+    """An annotator's estimated reliability for one label class, from the latest full fusion.
+
+    ``annotator`` is null for the AI model (votes that accepted its suggestion unchanged).
+    Rates are posterior means with their standard deviations; ``weight`` is the engine's cautious
+    Youden's J in [0, 1] (see ``annotations.fusion.types.AnnotatorEstimate``).
+    """
+
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="reliabilities"
+    )
+    label_class = models.ForeignKey(LabelClass, on_delete=models.CASCADE, related_name="reliabilities")
+    sensitivity = models.FloatField()
+    precision = models.FloatField()
+    specificity = models.FloatField()
+    sensitivity_sd = models.FloatField()
+    precision_sd = models.FloatField()
+    specificity_sd = models.FloatField()
+    images = models.PositiveIntegerField()
+    golds = models.PositiveIntegerField()
+    anchored = models.PositiveIntegerField(default=0)
+    weight = models.FloatField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["annotator", "label_class"], name="reliability_unique_annotator"),
+            models.UniqueConstraint(
+                fields=["label_class"], condition=models.Q(annotator__isnull=True), name="reliability_unique_model"
+            ),
+        ]
+        verbose_name_plural = "annotator reliabilities"
+
+    def __str__(self) -> str:
+        return f"{self.annotator or 'AI model'} on {self.label_class}: {self.weight:.2f}"

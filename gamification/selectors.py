@@ -112,3 +112,28 @@ def leaderboard_standing(*, board: str, user: User) -> Standing | None:
         return None
     ahead = LeaderboardEntry.objects.filter(board=board, points__gt=points).count()
     return Standing(ahead + 1, user.pseudonym, points, True)
+
+
+def anchoring_effect(*, campaign: Campaign) -> dict:
+    """How the AI suggestion moves players, measured on settled gold checks: mean Dice against the
+    gold with the suggestion available and with it withheld (``Campaign.suggestion_withheld_share``),
+    and how often players accepted it unchanged."""
+    settled = Submission.objects.filter(
+        round_task__round__campaign=campaign, round_task__is_gold=True, status=Submission.Status.SETTLED
+    )
+
+    def summary(rows):
+        values = rows.aggregate(mean=Avg("dice"), n=Count("id"))
+        return (None if values["mean"] is None else round(values["mean"], 4)), values["n"]
+
+    with_mean, with_n = summary(settled.filter(round_task__suggestion_withheld=False))
+    without_mean, without_n = summary(settled.filter(round_task__suggestion_withheld=True))
+    offered = settled.filter(round_task__suggestion_withheld=False)
+    accepted = offered.filter(annotation__suggestion_use="accepted").count()
+    return {
+        "with_mean": with_mean,
+        "with_n": with_n,
+        "without_mean": without_mean,
+        "without_n": without_n,
+        "accepted_unchanged_share": round(accepted / with_n, 4) if with_n else None,
+    }

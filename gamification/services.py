@@ -35,7 +35,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from accounts.models import User
-from annotations.models import Annotation, Dataset, LabelClass, Task
+from annotations.models import Annotation, Dataset, FusedLabel, GoldStandard, LabelClass, Task
 from annotations.services import mask_parse
 from crowdseg.errors import Conflict, DomainError, Forbidden, NotFound, Unprocessable
 from inference.engine import rle
@@ -115,16 +115,19 @@ class Candidate:
     task_id: object
     image_id: object
     assigned: int  # times handed out so far (annotations plus rounds still open)
+    gain: float = 1.0  # value of one more annotation (annotations.fusion.annotation_gain); 1 if never fused
+    settled: bool = False  # the fused label is confident enough: no more annotations needed
 
 
 def rank_by_need(campaign: Campaign, candidates: list[Candidate], rng: random.Random) -> list[Candidate]:
-    """Default task choice: images that still need labels first, in random order among equals.
-
-    This is the hook (``GAME_TASK_RANKER``) that active sampling replaces to re-rank by uncertainty.
-    """
+    """Default task choice (``GAME_TASK_RANKER``), active sampling: unsettled images first, those
+    whose label gains most from one more annotation first among them (never-annotated ones lead),
+    fewest hand-outs breaking ties, random among equals. Settled images, and those handed out
+    ``annotations_per_image`` times, come last: only when nothing else is left."""
     shuffled = list(candidates)
     rng.shuffle(shuffled)
-    return sorted(shuffled, key=lambda c: (c.assigned >= campaign.annotations_per_image, c.assigned))
+    target = campaign.annotations_per_image
+    return sorted(shuffled, key=lambda c: (c.settled or c.assigned >= target, -round(c.gain, 3), c.assigned))
 
 
 def round_start(*, player: User, campaign: Campaign, now: datetime | None = None, seed: int | None = None) -> Round:
@@ -150,10 +153,16 @@ def round_start(*, player: User, campaign: Campaign, now: datetime | None = None
     gold_ids = list(fresh.filter(gold__isnull=False).values_list("id", "image_id"))
     rng.shuffle(gold_ids)
     ordinary = [
-        Candidate(task_id=row["id"], image_id=row["image_id"], assigned=row["assigned"])
+        Candidate(
+            task_id=row["id"],
+            image_id=row["image_id"],
+            assigned=row["assigned"],
+            gain=1.0 if row["fused__gain"] is None else row["fused__gain"],
+            settled=bool(row["fused__settled"]),
+        )
         for row in fresh.filter(gold__isnull=True)
         .annotate(assigned=Count("round_tasks"))
-        .values("id", "image_id", "assigned")
+        .values("id", "image_id", "assigned", "fused__gain", "fused__settled")
     ]
     ranker = import_string(settings.GAME_TASK_RANKER)
     ordinary = ranker(campaign, ordinary, rng)
@@ -418,17 +427,13 @@ def _flag(stats: PlayerStats, submission: Submission, campaign: Campaign, reason
 
 
 def task_reference(task: Task) -> np.ndarray | None:
-    """What submissions of ``task`` are scored against: its gold standard, else the consensus.
-
-    The consensus is the pixel-wise majority of every annotation of the task (ties to background).
-    """
-    gold = getattr(task, "gold", None)
+    """What submissions of ``task`` are scored against: its gold standard, else the crowd's fused
+    label (reliability-weighted, ``annotations.consensus``) once two or more people voted."""
+    gold = GoldStandard.objects.filter(task=task).first()
     if gold is not None:
         return rle.decode(gold.mask)
-    masks = [rle.decode(m) for m in Annotation.objects.filter(task=task).values_list("mask", flat=True)]
-    if len(masks) < 2:
-        return None
-    return np.mean(masks, axis=0) > 0.5
+    fused = FusedLabel.objects.filter(task=task, votes__gte=2).first()
+    return None if fused is None else rle.decode(fused.mask)
 
 
 def task_settle(*, task: Task, now: datetime | None = None) -> int:
@@ -448,7 +453,7 @@ def task_settle(*, task: Task, now: datetime | None = None) -> int:
     )
     if not pending:
         return 0
-    reference = task_reference(Task.objects.select_related("gold", "image").get(pk=task.pk))
+    reference = task_reference(task)
     if reference is None:
         return 0
     return sum(_submission_settle(pk, reference, now) for pk in pending)

@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from annotations import consensus
 from annotations.models import Task
 
 from . import services
@@ -10,8 +11,13 @@ from .models import Round
 
 @shared_task(ignore_result=True)
 def task_settle(task_id: str) -> int:
-    task = Task.objects.filter(pk=task_id).first()
-    return services.task_settle(task=task) if task else 0
+    """After a submission: the task's fused label first (task choice and scoring read it), then
+    the submissions it settles."""
+    task = Task.objects.filter(pk=task_id).select_related("label_class").first()
+    if task is None:
+        return 0
+    consensus.fusion_refresh(task=task)
+    return services.task_settle(task=task)
 
 
 @shared_task(ignore_result=True)

@@ -21,7 +21,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from annotations.models import Annotation, GoldStandard, Image, Task
+from annotations.models import FusedLabel, GoldStandard, Image, Task
 from annotations.services import image_model_input
 from crowdseg.errors import Conflict, DomainError, Unavailable
 from inference.engine import rle
@@ -302,14 +302,14 @@ def _bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 def initial_mask(*, task: Task) -> Suggestion | None:
     """A mask to show before the volunteer touches the screen, or None if there is nothing to go on.
 
-    Once two or more people have annotated the task, the pixel-wise majority of their masks;
-    before that, MedSAM's answer to the box where the class usually lies in this dataset.
+    Once two or more people have annotated the task, the crowd's fused label (reliability-weighted,
+    ``annotations.consensus``); before that, MedSAM's answer to the box where the class usually
+    lies in this dataset.
     """
     started = time.perf_counter()
-    masks = [rle.decode(a.mask) for a in Annotation.objects.filter(task=task).order_by("created_at")[:15]]
-    if len(masks) >= 2:
-        consensus = np.mean(masks, axis=0) > 0.5
-        return Suggestion(consensus, None, "", "consensus", (time.perf_counter() - started) * 1000)
+    fused = FusedLabel.objects.filter(task=task, votes__gte=2).first()
+    if fused is not None:
+        return Suggestion(rle.decode(fused.mask), None, "", "consensus", (time.perf_counter() - started) * 1000)
     box = class_prior_box(task=task)
     if box is None:
         return None

@@ -45,7 +45,10 @@ def cache_clear() -> None:
 def _fresh_cache(request):
     """Rate limits and throttles start from zero in every test."""
     if "django_db_setup" in request.fixturenames or request.node.get_closest_marker("django_db"):
+        from annotations.consensus import forget_cached_results
+
         cache_clear()
+        forget_cached_results()  # fusion results cached per label class id, which tests reuse
 
 
 def client_for(user):

@@ -13,6 +13,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from PIL import Image as PILImage
 
+from annotations import consensus as consensus_service
 from annotations import services as annotation_services
 from annotations.io.samples import sample_images
 from annotations.models import Annotation, GoldStandard
@@ -253,6 +254,7 @@ def test_initial_mask_from_the_consensus_of_earlier_annotators(alice, ready_task
         Annotation.objects.create(
             task=ready_task, annotator=UserFactory(), mask=rle.encode(mask), area=int(mask.sum()), client_key=f"k{i}"
         )
+    consensus_service.fusion_run(label_class=ready_task.label_class)
     r = client_for(alice).get(f"/api/v1/tasks/{ready_task.pk}/initial-mask")
     assert r.json()["source"] == "consensus"
     consensus = rle.decode(r.json()["rle"])

@@ -1,0 +1,186 @@
+"""The crowd's consensus in the product: run the fusion engine over a label class's annotations,
+store fused labels and annotator reliabilities, flag labels for review, accept reviews as gold.
+
+The numbers come from ``annotations.fusion`` (pure numpy); this module only moves data between
+the database and the engine. Two ways in:
+
+- ``fusion_run``: every annotated task of a label class, jointly (``manage.py fuse``, the admin
+  action): re-estimates every annotator's reliability and every fused label;
+- ``fusion_refresh``: after a submission, the task's label and everyone's estimates are brought
+  up to date from the last result this process holds (``annotations.fusion.update``); a process
+  without one runs the full fusion first. Both are safe to run twice and give the same answer.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+import numpy as np
+from django.db import transaction
+from PIL import Image as PILImage
+
+from accounts.models import User
+from inference.engine import rle
+
+from . import fusion
+from .models import Annotation, AnnotatorReliability, FusedLabel, GoldStandard, LabelClass, SuggestionUse, Task
+
+logger = logging.getLogger(__name__)
+
+REVIEW_BELOW_CONFIDENCE = 0.85  # fused labels less certain than this go to a researcher
+SETTLE_CONFIDENCE = 0.9  # sampling.is_settled: stop handing out a task this confident ...
+MIN_VOTES, MAX_VOTES = 3, 7  # ... after at least this many votes, and always after this many
+
+_latest: dict[int, fusion.FusionResult] = {}  # label class id -> this process's last result
+_lock = threading.Lock()
+
+
+def fusion_images(
+    label_class: LabelClass, *, tasks: Iterable[Task] | None = None, without_golds: Iterable = ()
+) -> list[fusion.FusionImage]:
+    """The engine's input for ``label_class``: one image per annotated task (keyed by task id).
+
+    Votes of annotators who accepted the AI suggestion unchanged are marked anchored. Gold
+    standards anchor the estimates, except those of tasks in ``without_golds`` (held out, e.g. for
+    validating the dataset).
+    """
+    annotations = Annotation.objects.filter(task__label_class=label_class).select_related("task__image")
+    if tasks is not None:
+        annotations = annotations.filter(task__in=list(tasks))
+    votes: dict[str, list[fusion.Vote]] = defaultdict(list)
+    shapes: dict[str, tuple[int, int]] = {}
+    for annotation in annotations.order_by("task_id", "created_at"):
+        key = str(annotation.task_id)
+        shapes[key] = (annotation.task.image.height, annotation.task.image.width)
+        votes[key].append(
+            fusion.Vote(
+                annotator=str(annotation.annotator_id),
+                mask=rle.decode(annotation.mask),
+                anchored=annotation.suggestion_use == SuggestionUse.ACCEPTED,
+            )
+        )
+    held_out = {str(t) for t in without_golds}
+    golds = {
+        str(g.task_id): rle.decode(g.mask)
+        for g in GoldStandard.objects.filter(task_id__in=list(votes)).exclude(task_id__in=list(held_out))
+    }
+    return [fusion.FusionImage(key, shapes[key], votes=votes[key], gold=golds.get(key)) for key in votes]
+
+
+def fusion_run(
+    *, label_class: LabelClass, progress: Callable[[str], None] | None = None, without_golds: Iterable = ()
+) -> fusion.FusionResult | None:
+    """Fuse every annotated task of ``label_class`` jointly and store the results. None when nothing
+    is annotated yet."""
+    say = progress or (lambda _: None)
+    say("reading annotations")
+    images = fusion_images(label_class, without_golds=without_golds)
+    if not images:
+        return None
+    say(f"fusing {len(images)} images")
+    result = fusion.fuse(images)
+    say("storing fused labels and reliabilities")
+    _store(label_class, result, result.images)
+    with _lock:
+        _latest[label_class.pk] = result
+    return result
+
+
+def fusion_refresh(*, task: Task) -> FusedLabel | None:
+    """Bring ``task``'s fused label (and the class's reliabilities) up to date after a submission."""
+    label_class = task.label_class
+    with _lock:
+        previous = _latest.get(label_class.pk)
+    if previous is None:
+        fusion_run(label_class=label_class)
+    else:
+        images = fusion_images(label_class, tasks=[task])
+        if not images:
+            return None
+        result = fusion.update(previous, images)
+        _store(label_class, result, {key: result.images[key] for key in (i.key for i in images)})
+        with _lock:
+            _latest[label_class.pk] = result
+    return FusedLabel.objects.filter(task=task).first()
+
+
+def _store(label_class: LabelClass, result: fusion.FusionResult, images: dict[str, fusion.ImageResult]) -> None:
+    with transaction.atomic():
+        for key, image in images.items():
+            mask = image.mask
+            review_needed = not image.gold and image.confidence < REVIEW_BELOW_CONFIDENCE
+            settled = fusion.is_settled(image, image.votes, SETTLE_CONFIDENCE, MIN_VOTES, MAX_VOTES)
+            fused, created = FusedLabel.objects.get_or_create(
+                task_id=key,
+                defaults=_label_fields(image, mask, settled, review_needed),
+            )
+            if not created:
+                fields = _label_fields(image, mask, settled, review_needed)
+                if fused.review in (FusedLabel.Review.ACCEPTED, FusedLabel.Review.CORRECTED):
+                    fields.pop("review")  # a researcher's decision stands
+                FusedLabel.objects.filter(pk=fused.pk).update(**fields)
+        for who, estimate in result.annotators.items():
+            annotator_id = None if who == fusion.MODEL else int(who)
+            AnnotatorReliability.objects.update_or_create(
+                annotator_id=annotator_id,
+                label_class=label_class,
+                defaults={
+                    "sensitivity": estimate.sensitivity,
+                    "precision": estimate.precision,
+                    "specificity": estimate.specificity,
+                    "sensitivity_sd": estimate.sensitivity_sd,
+                    "precision_sd": estimate.precision_sd,
+                    "specificity_sd": estimate.specificity_sd,
+                    "images": estimate.images,
+                    "golds": estimate.golds,
+                    "anchored": estimate.anchored,
+                    "weight": estimate.weight,
+                },
+            )
+
+
+def _label_fields(image: fusion.ImageResult, mask: np.ndarray, settled: bool, review_needed: bool) -> dict:
+    return {
+        "mask": rle.encode(mask),
+        "area": int(mask.sum()),
+        "probability": probability_png(image.probability),
+        "confidence": image.confidence,
+        "votes": image.votes,
+        "gain": fusion.annotation_gain(image, image.votes),
+        "settled": settled,
+        "review": FusedLabel.Review.NEEDED if review_needed else FusedLabel.Review.NONE,
+    }
+
+
+def probability_png(probability: np.ndarray) -> bytes:
+    """P(foreground) in [0, 1] as an 8-bit greyscale PNG."""
+    buf = io.BytesIO()
+    PILImage.fromarray(np.round(np.clip(probability, 0, 1) * 255).astype(np.uint8), mode="L").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def probability_from_png(data: bytes) -> np.ndarray:
+    """Inverse of ``probability_png``: float32 (H, W) in [0, 1]."""
+    return np.asarray(PILImage.open(io.BytesIO(bytes(data))), dtype=np.float32) / 255.0
+
+
+def fused_label_accept(*, fused: FusedLabel, reviewer: User, mask: np.ndarray | None = None) -> GoldStandard:
+    """A researcher's review: the fused mask (or their correction, ``mask``) becomes the task's gold."""
+    from .services import gold_standard_set
+
+    chosen = rle.decode(fused.mask) if mask is None else mask
+    with transaction.atomic():
+        gold = gold_standard_set(task=fused.task, mask=chosen, created_by=reviewer, source=GoldStandard.Source.REVIEW)
+        fused.review = FusedLabel.Review.ACCEPTED if mask is None else FusedLabel.Review.CORRECTED
+        fused.save(update_fields=["review"])
+    return gold
+
+
+def forget_cached_results() -> None:
+    """Drop this process's cached fusion results (tests; after bulk edits of annotations)."""
+    with _lock:
+        _latest.clear()

@@ -1,0 +1,171 @@
+"""Fusion in the product: fused labels and reliabilities stored, refreshed, reviewed, reported."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from django.test import Client
+
+from accounts.services import user_role_set
+from annotations import consensus
+from annotations.models import Annotation, AnnotatorReliability, FusedLabel, GoldStandard
+from inference.engine import rle
+from tests.factories import DatasetFactory, UserFactory, image_import
+
+pytestmark = pytest.mark.django_db
+
+H, W = 48, 64
+
+
+def disk(cy: float, cx: float, r: float) -> np.ndarray:
+    y, x = np.ogrid[:H, :W]
+    return (y - cy) ** 2 + (x - cx) ** 2 <= r**2
+
+
+def annotate(task, user, mask, use="none"):
+    return Annotation.objects.create(
+        task=task,
+        annotator=user,
+        mask=rle.encode(mask),
+        area=int(mask.sum()),
+        suggestion_use=use,
+        client_key=f"{user.pk}-{task.pk}",
+    )
+
+
+@pytest.fixture
+def crowd(alice):
+    """8 images of a round structure; 3 careful annotators, 1 who submits empty masks; 2 golds."""
+    dataset = DatasetFactory(owner=alice, label_classes=["lesion"])
+    images = [image_import(dataset, height=H, width=W, seed=i) for i in range(8)]
+    tasks = [image.tasks.get() for image in images]
+    careful = UserFactory.create_batch(3)
+    spammer = UserFactory(pseudonym="empty-hands")
+    rng = np.random.default_rng(0)
+    truths = {}
+    for task in tasks:
+        cy, cx = rng.uniform(18, 30), rng.uniform(20, 44)
+        truths[task.pk] = disk(cy, cx, 10)
+        for i, person in enumerate(careful):
+            annotate(task, person, disk(cy + rng.normal(0, 0.5), cx + rng.normal(0, 0.5), 10 + (i - 1) * 0.5))
+        annotate(task, spammer, np.zeros((H, W), bool))
+    for task in tasks[:2]:
+        GoldStandard.objects.create(task=task, mask=rle.encode(truths[task.pk]), area=int(truths[task.pk].sum()))
+    return dataset.label_classes.get(), tasks, careful, spammer, truths
+
+
+def test_fusion_run_stores_labels_and_reliabilities(crowd):
+    label_class, tasks, careful, spammer, truths = crowd
+    result = consensus.fusion_run(label_class=label_class)
+    assert result is not None and len(result.images) == 8
+    assert FusedLabel.objects.count() == 8
+    for task in tasks[2:]:
+        fused = FusedLabel.objects.get(task=task)
+        mask = rle.decode(fused.mask)
+        assert 2 * (mask & truths[task.pk]).sum() / (mask.sum() + truths[task.pk].sum()) > 0.9
+        assert fused.votes == 4 and 0 <= fused.confidence <= 1
+        assert consensus.probability_from_png(fused.probability).shape == (H, W)
+    weights = dict(AnnotatorReliability.objects.values_list("annotator_id", "weight"))
+    assert weights[spammer.pk] < 0.1
+    assert all(weights[p.pk] > 0.5 for p in careful)
+
+
+def test_refresh_after_a_new_vote_is_safe_to_run_twice(crowd):
+    label_class, tasks, careful, spammer, truths = crowd
+    consensus.fusion_run(label_class=label_class)
+    newcomer = UserFactory()
+    annotate(tasks[5], newcomer, truths[tasks[5].pk])
+    first = consensus.fusion_refresh(task=tasks[5])
+    again = consensus.fusion_refresh(task=tasks[5])
+    assert first.votes == again.votes == 5
+    assert first.mask == again.mask and first.confidence == pytest.approx(again.confidence, abs=1e-3)  # EM tol
+    assert AnnotatorReliability.objects.filter(annotator=newcomer).exists()
+
+
+def test_refresh_without_a_cached_result_runs_the_full_fusion(crowd):
+    label_class, tasks, *_ = crowd
+    consensus.forget_cached_results()
+    assert consensus.fusion_refresh(task=tasks[3]) is not None
+    assert FusedLabel.objects.count() == 8
+
+
+def test_unchanged_acceptances_count_once_as_the_model(alice):
+    dataset = DatasetFactory(owner=alice, label_classes=["lesion"])
+    task = image_import(dataset, height=H, width=W).tasks.get()
+    suggestion = disk(24, 32, 14)
+    accepting = UserFactory.create_batch(3)
+    for person in accepting:
+        annotate(task, person, suggestion, use="accepted")
+    annotate(task, UserFactory(), disk(24, 32, 10))
+    consensus.fusion_run(label_class=dataset.label_classes.get())
+    assert FusedLabel.objects.get(task=task).votes == 2  # the model once, the independent annotator once
+    assert AnnotatorReliability.objects.filter(annotator__isnull=True).exists()  # the model's own estimate
+    anchored = dict(AnnotatorReliability.objects.filter(annotator__in=accepting).values_list("annotator", "anchored"))
+    assert anchored == {p.pk: 1 for p in accepting}
+
+
+def test_uncertain_labels_go_to_review_and_an_accepted_review_becomes_gold(alice, crowd):
+    label_class, tasks, *_ = crowd
+    split = tasks[6]
+    Annotation.objects.filter(task=split).delete()
+    annotate(split, UserFactory(), disk(24, 20, 8))
+    annotate(split, UserFactory(), disk(24, 44, 8))
+    consensus.fusion_run(label_class=label_class)
+    fused = FusedLabel.objects.get(task=split)
+    assert fused.review == FusedLabel.Review.NEEDED
+
+    user_role_set(user=alice, role="researcher")
+    client = Client()
+    client.force_login(alice)
+    page = client.get(f"/admin/annotations/fusedlabel/{fused.pk}/change/")
+    assert page.status_code == 200 and b"use this mask as gold" in page.content
+    for kind in ("fused", "uncertainty"):
+        figure = client.get(f"/admin/annotations/fusedlabel/{fused.pk}/figure/{kind}.png")
+        assert figure.status_code == 200 and figure.content.startswith(b"\x89PNG")
+    accepted = client.post(
+        "/admin/annotations/fusedlabel/", {"action": "accept_as_gold", "_selected_action": [fused.pk]}
+    )
+    assert accepted.status_code == 302
+    gold = GoldStandard.objects.get(task=split)
+    assert gold.source == GoldStandard.Source.REVIEW and gold.mask == fused.mask
+    consensus.fusion_run(label_class=label_class)
+    assert FusedLabel.objects.get(task=split).review == FusedLabel.Review.ACCEPTED  # the decision stands
+
+
+def test_reliability_report_plots_and_csv_for_the_owner_only(alice, charlie, crowd):
+    label_class, *_ = crowd
+    consensus.fusion_run(label_class=label_class)
+    user_role_set(user=alice, role="researcher")
+    client = Client()
+    client.force_login(alice)
+    page = client.get("/admin/annotations/annotatorreliability/")
+    assert page.status_code == 200 and b"agreement plot" in page.content
+    for kind in ("histogram", "agreement"):
+        plot = client.get(f"/admin/annotations/annotatorreliability/plot/{label_class.pk}/{kind}.png")
+        assert plot.status_code == 200 and plot.content.startswith(b"\x89PNG")
+    ids = list(AnnotatorReliability.objects.values_list("pk", flat=True))
+    csv = client.post("/admin/annotations/annotatorreliability/", {"action": "download_csv", "_selected_action": ids})
+    lines = csv.content.decode().splitlines()
+    assert lines[0].startswith("dataset,label_class,annotator") and len(lines) == 1 + len(ids)
+    assert "empty-hands" in csv.content.decode()
+
+    user_role_set(user=charlie, role="researcher")
+    outsider = Client()
+    outsider.force_login(charlie)
+    assert (
+        outsider.get(f"/admin/annotations/annotatorreliability/plot/{label_class.pk}/histogram.png").status_code == 404
+    )
+
+
+def test_fuse_command_reports_and_refuses_unknown_targets(crowd):
+    label_class, *_ = crowd
+    out = io.StringIO()
+    call_command("fuse", "--dataset", label_class.dataset.name, stdout=out, stderr=io.StringIO())
+    assert "8 images, 4 annotators" in out.getvalue() and "near zero" in out.getvalue()
+    from django.core.management import CommandError
+
+    with pytest.raises(CommandError):
+        call_command("fuse", "--campaign", "999", stdout=io.StringIO(), stderr=io.StringIO())
