@@ -107,7 +107,10 @@ def _box_blur(x: np.ndarray, radius: int) -> np.ndarray:
         padded = np.pad(x, [(radius + 1, radius) if a == axis else (0, 0) for a in (0, 1)], mode="edge")
         c = np.cumsum(padded, axis=axis, dtype=np.float64)
         size = 2 * radius + 1
-        x = (np.take(c, np.arange(size, c.shape[axis]), axis=axis) - np.take(c, np.arange(0, c.shape[axis] - size), axis=axis)) / size
+        x = (
+            np.take(c, np.arange(size, c.shape[axis]), axis=axis)
+            - np.take(c, np.arange(0, c.shape[axis] - size), axis=axis)
+        ) / size
     return x
 
 
@@ -174,7 +177,9 @@ def make_pool(mix: str | dict[str, float], size: int, rng: np.random.Generator) 
         if kind == "careful":
             a = Annotator(f"{kind}-{n}", kind, wobble_px=rng.uniform(0.6, 1.2), activity=activity)
         elif kind == "sloppy":
-            a = Annotator(f"{kind}-{n}", kind, wobble_px=rng.uniform(2.5, 3.5), bias_px=rng.uniform(-1, 0), activity=activity)
+            a = Annotator(
+                f"{kind}-{n}", kind, wobble_px=rng.uniform(2.5, 3.5), bias_px=rng.uniform(-1, 0), activity=activity
+            )
         elif kind == "biased":
             sign = 1.0 if rng.random() < 0.7 else -1.0
             a = Annotator(f"{kind}-{n}", kind, wobble_px=1.0, bias_px=sign * rng.uniform(1.5, 3), activity=activity)

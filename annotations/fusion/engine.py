@@ -1,0 +1,406 @@
+"""Crowd masks in, one fused label per image and a reliability per annotator out (STAPLE family).
+
+The model (Warfield et al. 2004's STAPLE, estimated jointly over all images instead of one at a
+time): each pixel has a hidden true label T; annotator j marks a true-foreground pixel with
+probability p_j (sensitivity), and of everything j marks, a share v_j (precision) is truly
+foreground; votes are independent given T. EM alternates the posterior P(T=1 | votes) (E) with
+new p, v (M). The same p_j, v_j serve every image an annotator touched, which is what lets a
+volunteer's record on 50 images, and on the gold standards among them, decide how much their
+vote counts on the 51st.
+
+Choices that make it work for a crowd:
+
+- *The voted region.* Pixels that nobody marked are background (no vote claims otherwise) and
+  take no part in the estimates; errors crowd along the structure's edge, not over the whole
+  image, so the rates below are per pixel of the voted region.
+- *Sensitivity and precision, not sensitivity and specificity.* A specificity is a rate per
+  background pixel, and how much background an image's voted region holds depends on who else
+  voted there: it does not carry over from one image to the next. Segmentation errors scale with
+  the structure instead (a boundary drawn 2 px wide adds area in proportion to the structure),
+  and so do p and v. The E-step turns them into the image's per-pixel false-positive rate,
+  p_j f_i (1 - v_j) / (v_j (1 - f_i)) with f_i the structure's share of the voted region, capped
+  at p_j: a mark never counts against foreground (an annotator that marks background as often
+  as foreground is simply uninformative).
+- *The image prior f_i* is the median, over the image's voters, of the structure size their
+  marks imply (marked area x v_j / p_j), not the EM update: that one can slide to a degenerate
+  fixed point on an image that the pooled rates fit badly (f_i near 1, every voter explained
+  away, the label = the union of the votes). The median shrugs off a minority of wild voters.
+- *Vote patterns, not pixels.* With no spatial term, a pixel's posterior depends only on which
+  of the image's k voters marked it (a k-bit code) and f_i. Each image is packed once into a
+  histogram of its codes; EM runs on those histograms (a few thousand rows for a whole
+  campaign) and the pixel maps are a per-code table look-up at the end.
+- *Evidence counted in images.* Errors within one image are strongly correlated (a boundary
+  drawn 2 px too wide misses thousands of pixels at once), so pixels are not independent
+  evidence and pooling raw pixel counts would make one image look like a thousand observations.
+  Instead each image yields the annotator's sensitivity and precision *on that image* (from the
+  posterior-weighted confusion counts), and these per-image rates are the observations: an image
+  adds up to one unit of evidence (less when its true foreground, or the marked area, is only a
+  few pixels: m/(m + min_pixels)); a gold image's rates weigh ``gold_weight`` times as much in
+  the mean (they are measured against the truth, not the crowd). With a Beta prior worth
+  ``Prior.images`` images, each estimate is a Beta posterior mean over images, and its standard
+  deviation says how much evidence there is: 3 perfect golds do not make anyone as trusted as
+  50 good images. (This is the moment estimate of a hierarchical model in which per-image rates
+  scatter around the annotator's own rate.)
+- *Gold anchors.* On a gold image the posterior is the gold mask itself; its rates are exact,
+  and a part that every voter missed counts against everyone's sensitivity.
+- *Anchored votes.* Volunteers who accepted the AI suggestion unchanged did not vote
+  independently: their votes on an image collapse into one vote of the pseudo-annotator
+  ``"model"`` (the image's suggestion if given, else the pixel-wise majority of those anchored
+  masks), whose own sensitivity and precision then measure the model's systematic bias.
+- *Specificity for ranking.* Reported per annotator, estimated the same way but in a band of
+  ``SPECIFICITY_BAND_PX`` around each fused mask (see ``AnnotatorEstimate``); it feeds the
+  ranking weight, not the fusion.
+
+Input rules: at least one image; unique image keys; (H, W) masks of the image's shape, boolean
+or 0/1; each annotator at most once per image; at most ``MAX_VOTERS`` independent voters per
+image; ``"model"`` is reserved. An image needs votes or a gold standard: one with neither has no
+evidence to fuse, and is refused rather than answered with the prior.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..metrics import dilate
+from .types import MODEL, AnnotatorEstimate, FusionImage, FusionResult, ImageResult, Prior
+
+MAX_VOTERS = 16  # 2**16 vote patterns per image: the histogram stays small, and no real image has more
+SPECIFICITY_BAND_PX = 3  # specificity is judged this close to the structure (see AnnotatorEstimate)
+_EPS = 1e-6  # keeps rates and priors off 0 and 1, where log-odds blow up
+
+
+@dataclass(frozen=True, eq=False)
+class _Packed:
+    """One image reduced to what EM needs. ``codes`` are the (H, W) pixel vote patterns (bit s =
+    voter s); ``gold`` the gold mask as uint8, if any (a gold image's maps are the gold itself).
+    The rows are the patterns present with their pixel counts and, on gold images, the truth (a
+    pattern can then appear twice: over gold foreground and over gold background)."""
+
+    key: str
+    shape: tuple[int, int]
+    voters: tuple[str, ...]
+    anchored_by: tuple[str, ...]
+    codes: np.ndarray
+    gold: np.ndarray | None
+    patterns: np.ndarray  # (R,) int64
+    counts: np.ndarray  # (R,) float64
+    truth: np.ndarray | None  # (R,) float64 0/1 on gold images
+
+
+def fuse(
+    images: Sequence[FusionImage],
+    *,
+    prior: Prior | None = None,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    init: FusionResult | None = None,
+) -> FusionResult:
+    """Fuse the crowd's masks of one label class over all ``images`` jointly.
+
+    ``init`` warm-starts EM from an earlier result's annotator rates (annotators it does not know
+    start from the majority vote): same fixed point, fewer rounds. ``tol`` is the largest change
+    of any rate or image prior (a probability) that still counts as converged.
+    Raises ValueError on malformed input (see the module docstring).
+    """
+    images = list(images)
+    if not images:
+        raise ValueError("no images to fuse")
+    packed = _pack_all(images)
+    return _run(packed, prior or (init.prior if init else Prior()), max_iter, tol, init)
+
+
+def update(
+    previous: FusionResult,
+    images: Sequence[FusionImage],
+    *,
+    prior: Prior | None = None,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+) -> FusionResult:
+    """``previous`` with ``images`` added or replaced (matched by key), re-estimated.
+
+    Only the given images are read pixel by pixel; the others are reused in their packed form, and
+    EM warm-starts from ``previous``. The answer equals ``fuse`` over the union of images (to
+    within ``tol``), and running the same update twice gives the same result.
+    """
+    images = list(images)
+    if not images:
+        raise ValueError("no images to update")
+    fresh = _pack_all(images)
+    merged = dict(previous._packed)
+    merged.update((p.key, p) for p in fresh)
+    return _run(list(merged.values()), prior or previous.prior, max_iter, tol, previous)
+
+
+# --- packing -------------------------------------------------------------------------------
+
+
+def _pack_all(images: list[FusionImage]) -> list[_Packed]:
+    packed, seen = [], set()
+    for image in images:
+        if image.key in seen:
+            raise ValueError(f"image key {image.key!r} appears more than once")
+        seen.add(image.key)
+        packed.append(_pack(image))
+    return packed
+
+
+def _mask(value: object, shape: tuple[int, int], what: str) -> np.ndarray:
+    array = np.asarray(value)
+    if array.ndim != 2:
+        raise ValueError(f"{what} must be a 2-D (H, W) mask, got an array of shape {array.shape}")
+    if array.shape != shape:
+        raise ValueError(f"{what} has shape {array.shape}, but the image's shape is {shape}")
+    if array.dtype == bool:
+        return array
+    if array.dtype.kind not in "biuf" or not np.isin(array, (0, 1)).all():
+        raise ValueError(f"{what} must be boolean or hold only 0 and 1 (dtype {array.dtype})")
+    return array.astype(bool)
+
+
+def _shape(image: FusionImage) -> tuple[int, int]:
+    shape = tuple(image.shape)
+    if len(shape) != 2 or not all(isinstance(n, (int, np.integer)) and n > 0 for n in shape):
+        raise ValueError(f"image {image.key!r}: shape must be (H, W) with positive integers, not {image.shape!r}")
+    return int(shape[0]), int(shape[1])
+
+
+def model_mask(image: FusionImage) -> np.ndarray | None:
+    """The mask the model pseudo-annotator stands for on ``image``: its suggestion if given, else
+    the pixel-wise majority of its anchored votes (which should all be the same suggestion);
+    None when neither exists."""
+    shape = _shape(image)
+    if image.suggestion is not None:
+        return _mask(image.suggestion, shape, f"image {image.key!r}: suggestion")
+    anchored = [v for v in image.votes if v.anchored]
+    if not anchored:
+        return None
+    stack = [_mask(v.mask, shape, f"image {image.key!r}: vote of {v.annotator!r}") for v in anchored]
+    return 2 * np.sum(stack, axis=0, dtype=np.int32) >= len(stack)
+
+
+def _pack(image: FusionImage) -> _Packed:
+    if not isinstance(image.key, str) or not image.key:
+        raise ValueError(f"image key must be a non-empty string, not {image.key!r}")
+    key, shape = image.key, _shape(image)
+    independent: dict[str, np.ndarray] = {}
+    anchored_by: list[str] = []
+    for vote in image.votes:
+        who = vote.annotator
+        if not isinstance(who, str) or not who:
+            raise ValueError(f"image {key!r}: annotator id must be a non-empty string, not {who!r}")
+        if who == MODEL:
+            raise ValueError(f"image {key!r}: annotator id {MODEL!r} is reserved for the AI suggestion")
+        if who in independent or who in anchored_by:
+            raise ValueError(f"image {key!r}: annotator {who!r} voted more than once")
+        mask = _mask(vote.mask, shape, f"image {key!r}: vote of {who!r}")
+        if vote.anchored:
+            anchored_by.append(who)
+        else:
+            independent[who] = mask
+    if anchored_by:
+        independent[MODEL] = model_mask(image)
+    elif image.suggestion is not None:
+        _mask(image.suggestion, shape, f"image {key!r}: suggestion")  # validated even when unused
+    gold = None if image.gold is None else _mask(image.gold, shape, f"image {key!r}: gold")
+    if not independent and gold is None:
+        raise ValueError(f"image {key!r} has no votes and no gold standard: nothing to fuse")
+    if len(independent) > MAX_VOTERS:
+        raise ValueError(f"image {key!r} has {len(independent)} independent votes; at most {MAX_VOTERS} are supported")
+
+    voters = tuple(sorted(independent))  # sorted: the result must not depend on the order votes arrived in
+    k = len(voters)
+    codes = np.zeros(shape, dtype=np.uint8 if k <= 8 else np.uint16)
+    for slot, who in enumerate(voters):
+        codes |= independent[who].astype(codes.dtype) << slot
+    if gold is None:
+        hist = np.bincount(codes.ravel(), minlength=1 << k)
+        patterns = np.flatnonzero(hist)
+        counts = hist[patterns].astype(np.float64)
+        return _Packed(key, shape, voters, tuple(anchored_by), codes, None, patterns, counts, None)
+    joint = np.bincount(codes.ravel().astype(np.int64) * 2 + gold.ravel(), minlength=2 << k)
+    rows = np.flatnonzero(joint)
+    return _Packed(
+        key, shape, voters, tuple(anchored_by), codes, gold.astype(np.uint8),
+        rows >> 1, joint[rows].astype(np.float64), (rows & 1).astype(np.float64),
+    )  # fmt: skip
+
+
+# --- EM ------------------------------------------------------------------------------------
+
+
+def _run(packed: list[_Packed], prior: Prior, max_iter: int, tol: float, init: FusionResult | None) -> FusionResult:
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be at least 1, not {max_iter!r}")
+    if not tol > 0:
+        raise ValueError(f"tol must be positive, not {tol!r}")
+    names = sorted({who for p in packed for who in (*p.voters, *p.anchored_by)})
+    index = {who: a for a, who in enumerate(names)}
+    n_annot = len(names)  # index n_annot marks an empty slot (images have different numbers of voters)
+    width = max(1, max(len(p.voters) for p in packed))
+
+    # Rows: every (image, vote pattern[, gold value]) with its pixel count, images one after another.
+    slot_annot = np.full((len(packed), width), n_annot, dtype=np.int64)
+    for i, p in enumerate(packed):
+        slot_annot[i, : len(p.voters)] = [index[v] for v in p.voters]
+    slot_used = slot_annot < n_annot
+    sizes = np.array([len(p.patterns) for p in packed], dtype=np.int64)
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    row_img = np.repeat(np.arange(len(packed)), sizes)
+    patterns = np.concatenate([p.patterns for p in packed])
+    counts = np.concatenate([p.counts for p in packed])
+    bits = ((patterns[:, None] >> np.arange(width)) & 1).astype(np.float64)
+    is_gold = np.array([p.truth is not None for p in packed], dtype=bool)
+    gold_rows = is_gold[row_img]
+    truth = np.concatenate([p.truth if p.truth is not None else np.zeros(len(p.patterns)) for p in packed])
+    voted_region = (patterns != 0) | (truth == 1)
+    # Rows whose truth is not estimated: gold, and background outside the voted region.
+    fixed = gold_rows | ~voted_region
+    pixels = np.add.reduceat(counts * voted_region, starts)
+    marked = np.add.reduceat(counts[:, None] * bits, starts)  # (images, slots): pixels each voter marked
+    scale = np.where(is_gold, prior.gold_weight, 1.0)[:, None]  # trust in a rate measured on the image
+    flat_annot = slot_annot.ravel()
+
+    def beta(evidence: np.ndarray, rates: np.ndarray, mean: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per-annotator (mean, sd) from per-image rates, each worth ``evidence`` images. Gold
+        images weigh ``gold_weight`` times more in the mean (they are unbiased), but count once
+        in the sd (one gold image is still one image's worth of information)."""
+        trusted = evidence * scale
+        hits = np.bincount(flat_annot, (trusted * rates).ravel(), n_annot + 1)[:n_annot]
+        weight = np.bincount(flat_annot, trusted.ravel(), n_annot + 1)[:n_annot]
+        count = np.bincount(flat_annot, evidence.ravel(), n_annot + 1)[:n_annot]
+        m = (mean * prior.images + hits) / (prior.images + weight)
+        return m, np.sqrt(m * (1 - m) / (prior.images + count + 1))
+
+    def e_step(p: np.ndarray, v: np.ndarray, f: np.ndarray) -> np.ndarray:
+        sens = np.clip(np.append(p, 0.5)[slot_annot], _EPS, 1 - _EPS)
+        prec = np.clip(np.append(v, 0.5)[slot_annot], _EPS, 1 - _EPS)
+        odds = f / (1 - f)
+        false_pos = np.clip(sens * odds[:, None] * (1 - prec) / prec, _EPS, sens)
+        if_marked = np.where(slot_used, np.log(sens) - np.log(false_pos), 0.0)
+        if_empty = np.where(slot_used, np.log1p(-sens) - np.log1p(-false_pos), 0.0)
+        llr = (bits * if_marked[row_img] + (1 - bits) * if_empty[row_img]).sum(axis=1)
+        logit = np.log(odds)[row_img] + llr
+        w = 0.5 * (1.0 + np.tanh(0.5 * logit))  # the logistic function, without overflow warnings
+        return np.where(fixed, truth, w)
+
+    def m_step(w: np.ndarray) -> tuple[np.ndarray, ...]:
+        fg_px = counts * w
+        fg = np.add.reduceat(fg_px, starts)
+        tp = np.add.reduceat(fg_px[:, None] * bits, starts)
+        sens = np.divide(tp, fg[:, None], out=np.zeros_like(tp), where=fg[:, None] > 0)
+        prec = np.divide(tp, marked, out=np.zeros_like(tp), where=marked > 0)
+        p, p_sd = beta((fg / (fg + prior.min_pixels))[:, None] * slot_used, sens, prior.sensitivity)
+        v, v_sd = beta(marked / (marked + prior.min_pixels), prec, prior.precision)
+        return p, v, image_prior(p, v), p_sd, v_sd
+
+    def image_prior(p: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """f_i: the median over the image's voters of the structure size their marks imply
+        (M marked pixels x v / p), as a share of the voted region (see the module docstring)."""
+        sens = np.append(p, np.nan)[slot_annot]
+        area = np.where(slot_used, marked * np.append(v, np.nan)[slot_annot] / sens, np.nan)
+        known = slot_used.any(axis=1) & (pixels > 0)  # else f_i is never used: gold, or nothing marked
+        f = np.full(len(packed), 0.5)
+        f[known] = np.nanmedian(area[known], axis=1) / pixels[known]
+        return np.clip(f, _EPS, 1 - _EPS)
+
+    # Start from the soft majority vote (share of voters marking each pattern); gold rows are truth.
+    voters_per_row = slot_used.sum(axis=1)[row_img]
+    w = np.where(fixed, truth, bits.sum(axis=1) / np.maximum(voters_per_row, 1))
+    p, v, f, p_sd, v_sd = m_step(w)
+    if init is not None:
+        for who, est in init.annotators.items():
+            if who in index:
+                p[index[who]], v[index[who]] = est.sensitivity, est.precision
+        f = image_prior(p, v)
+
+    iterations, converged = 0, False
+    while iterations < max_iter:
+        iterations += 1
+        new_p, new_v, new_f, p_sd, v_sd = m_step(e_step(p, v, f))
+        change = max(float(np.abs(a - b).max(initial=0.0)) for a, b in ((new_p, p), (new_v, v), (new_f, f)))
+        p, v, f = new_p, new_v, new_f
+        if change < tol:
+            converged = True
+            break
+    w = e_step(p, v, f)  # posteriors consistent with the reported rates
+
+    row_w = np.split(w, starts[1:])
+    results = {p_.key: _image_result(p_, row_w[i], float(f[i])) for i, p_ in enumerate(packed)}
+
+    # Specificity for ranking (see AnnotatorEstimate): in a band around each fused structure.
+    band_bg = np.zeros(len(packed))
+    band_fp = np.zeros((len(packed), width))
+    for i, image in enumerate(packed):
+        fused = results[image.key].mask
+        band = dilate(fused, SPECIFICITY_BAND_PX) & ~fused
+        hist = np.bincount(image.codes[band], minlength=1 << len(image.voters))
+        band_bg[i] = hist.sum()
+        band_fp[i, : len(image.voters)] = ((np.arange(len(hist))[:, None] >> np.arange(len(image.voters))) & 1).T @ hist
+    spec = np.divide(
+        band_bg[:, None] - band_fp, band_bg[:, None], out=np.zeros_like(band_fp), where=band_bg[:, None] > 0
+    )
+    q, q_sd = beta((band_bg / (band_bg + prior.min_pixels))[:, None] * slot_used, spec, prior.specificity)
+    estimates = _annotators(names, packed, (p, v, q), (p_sd, v_sd, q_sd))
+    return FusionResult(results, estimates, iterations, converged, prior, {p_.key: p_ for p_ in packed})
+
+
+def entropy_bits(probability: np.ndarray) -> np.ndarray:
+    """Binary entropy of P(foreground), in bits, elementwise: 0 where P is 0 or 1, 1 at P = 0.5.
+    The formula of ``ImageResult.uncertainty`` (for rebuilding it from a stored probability map)."""
+    prob = np.clip(np.asarray(probability, dtype=np.float64), 1e-12, 1 - 1e-12)
+    h = -(prob * np.log2(prob) + (1 - prob) * np.log2(1 - prob))
+    return np.where((prob <= 1e-12) | (prob >= 1 - 1e-12), 0.0, h).astype(np.float32)
+
+
+def _image_result(packed: _Packed, w: np.ndarray, foreground_prior: float) -> ImageResult:
+    if packed.truth is not None:  # gold: the maps are the gold mask, fully certain
+        table = np.array([0.0, 1.0], dtype=np.float32)
+        return ImageResult(
+            packed.key, packed.shape, 1.0, foreground_prior, packed.voters, True,
+            packed.gold, table, np.zeros(2, dtype=np.float32),
+        )  # fmt: skip
+    table = np.zeros(1 << len(packed.voters), dtype=np.float32)
+    table[packed.patterns] = w
+    # Expected Dice of the fused mask M against a truth drawn from the posterior P:
+    # 2 sum_M P / (|M| + sum P) (the ratio of expectations), from the pattern histogram.
+    chosen = w >= 0.5
+    expected_fg = float((packed.counts * w).sum())
+    denominator = float(packed.counts[chosen].sum()) + expected_fg
+    confidence = 2.0 * float((packed.counts * w)[chosen].sum()) / denominator if denominator > 0 else 1.0
+    return ImageResult(
+        packed.key, packed.shape, confidence, foreground_prior, packed.voters, False,
+        packed.codes, table, entropy_bits(table),
+    )  # fmt: skip
+
+
+def _annotators(
+    names: list[str], packed: Iterable[_Packed], means: tuple[np.ndarray, ...], sds: tuple[np.ndarray, ...]
+) -> dict[str, AnnotatorEstimate]:
+    images = dict.fromkeys(names, 0)
+    golds = dict.fromkeys(names, 0)
+    anchored = dict.fromkeys(names, 0)
+    for image in packed:
+        for who in image.voters:
+            images[who] += 1
+            golds[who] += image.truth is not None
+        for who in image.anchored_by:
+            anchored[who] += 1
+    (p, v, q), (p_sd, v_sd, q_sd) = means, sds
+    return {
+        who: AnnotatorEstimate(
+            sensitivity=float(p[a]),
+            precision=float(v[a]),
+            specificity=float(q[a]),
+            sensitivity_sd=float(p_sd[a]),
+            precision_sd=float(v_sd[a]),
+            specificity_sd=float(q_sd[a]),
+            images=images[who],
+            golds=golds[who],
+            anchored=anchored[who],
+        )
+        for a, who in enumerate(names)
+    }
