@@ -6,9 +6,12 @@ the database and the engine. Two ways in:
 
 - ``fusion_run``: every annotated task of a label class, jointly (``manage.py fuse``, the admin
   action): re-estimates every annotator's reliability and every fused label;
-- ``fusion_refresh``: after a submission, the task's label and everyone's estimates are brought
-  up to date from the last result this process holds (``annotations.fusion.update``); a process
-  without one runs the full fusion first. Both are safe to run twice and give the same answer.
+- ``fusion_refresh``: after submissions, the labels of the tasks that gained annotations (and
+  everyone's estimates) are brought up to date from the last result this process holds
+  (``annotations.fusion.update``); a process without one runs the full fusion first. The game
+  coalesces submissions per label class, so a burst costs one update, not one per submission.
+
+Both are safe to run twice and give the same answer (to within the engine's tolerance).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 from django.db import transaction
+from django.db.models import Count, F, Q
 from PIL import Image as PILImage
 
 from accounts.models import User
@@ -84,47 +88,70 @@ def fusion_run(
     say(f"fusing {len(images)} images")
     result = fusion.fuse(images)
     say("storing fused labels and reliabilities")
-    _store(label_class, result, result.images)
+    _store(label_class, result, result.images, _counts(images))
     with _lock:
         _latest[label_class.pk] = result
     return result
 
 
-def fusion_refresh(*, task: Task) -> FusedLabel | None:
-    """Bring ``task``'s fused label (and the class's reliabilities) up to date after a submission."""
-    label_class = task.label_class
+def tasks_needing_fusion(label_class: LabelClass):
+    """Annotated tasks whose fused label is missing or predates their latest annotations."""
+    return (
+        Task.objects.filter(label_class=label_class)
+        .annotate(annotated=Count("annotations"))
+        .filter(annotated__gt=0)
+        .filter(Q(fused__isnull=True) | ~Q(fused__annotation_count=F("annotated")))
+    )
+
+
+def fusion_refresh(*, label_class: LabelClass, tasks: Iterable[Task] | None = None) -> list[Task]:
+    """Bring the fused labels of ``tasks`` (default: every task needing it) and the class's
+    reliabilities up to date. Returns the tasks refreshed."""
+    tasks = list(tasks_needing_fusion(label_class) if tasks is None else tasks)
+    if not tasks:
+        return []
     with _lock:
         previous = _latest.get(label_class.pk)
     if previous is None:
         fusion_run(label_class=label_class)
-    else:
-        images = fusion_images(label_class, tasks=[task])
-        if not images:
-            return None
+        return tasks
+    images = fusion_images(label_class, tasks=tasks)
+    if images:
         result = fusion.update(previous, images)
-        _store(label_class, result, {key: result.images[key] for key in (i.key for i in images)})
+        _store(label_class, result, {i.key: result.images[i.key] for i in images}, _counts(images))
         with _lock:
             _latest[label_class.pk] = result
-    return FusedLabel.objects.filter(task=task).first()
+    return tasks
 
 
-def _store(label_class: LabelClass, result: fusion.FusionResult, images: dict[str, fusion.ImageResult]) -> None:
+def _counts(images: list[fusion.FusionImage]) -> dict[str, int]:
+    return {image.key: len(image.votes) for image in images}
+
+
+def _store(
+    label_class: LabelClass,
+    result: fusion.FusionResult,
+    images: dict[str, fusion.ImageResult],
+    annotation_counts: dict[str, int],
+) -> None:
     with transaction.atomic():
         for key, image in images.items():
             mask = image.mask
             review_needed = not image.gold and image.confidence < REVIEW_BELOW_CONFIDENCE
             settled = fusion.is_settled(image, image.votes, SETTLE_CONFIDENCE, MIN_VOTES, MAX_VOTES)
-            fused, created = FusedLabel.objects.get_or_create(
-                task_id=key,
-                defaults=_label_fields(image, mask, settled, review_needed),
-            )
+            fields = {**_label_fields(image, mask, settled, review_needed), "annotation_count": annotation_counts[key]}
+            fused, created = FusedLabel.objects.get_or_create(task_id=key, defaults=fields)
             if not created:
-                fields = _label_fields(image, mask, settled, review_needed)
                 if fused.review in (FusedLabel.Review.ACCEPTED, FusedLabel.Review.CORRECTED):
                     fields.pop("review")  # a researcher's decision stands
                 FusedLabel.objects.filter(pk=fused.pk).update(**fields)
+        # Annotators deleted since this process cached its result have no row to update.
+        people = {int(who) for who in result.annotators if who != fusion.MODEL}
+        known = set(User.objects.filter(pk__in=people).values_list("pk", flat=True))
         for who, estimate in result.annotators.items():
             annotator_id = None if who == fusion.MODEL else int(who)
+            if annotator_id is not None and annotator_id not in known:
+                continue
             AnnotatorReliability.objects.update_or_create(
                 annotator_id=annotator_id,
                 label_class=label_class,

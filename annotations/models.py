@@ -185,6 +185,7 @@ class FusedLabel(models.Model):
     probability = models.BinaryField(help_text="PNG, 8-bit: P(foreground) * 255")
     confidence = models.FloatField()
     votes = models.PositiveSmallIntegerField(help_text="Independent votes (unchanged acceptances count once)")
+    annotation_count = models.PositiveIntegerField(default=0, help_text="Annotations fused into this label")
     gain = models.FloatField(default=0.0)
     settled = models.BooleanField(default=False)
     review = models.CharField(max_length=9, choices=Review.choices, default=Review.NONE, blank=True, db_index=True)

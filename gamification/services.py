@@ -29,12 +29,14 @@ from datetime import datetime, timedelta
 
 import numpy as np
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from accounts.models import User
+from annotations import consensus
 from annotations.models import Annotation, Dataset, FusedLabel, GoldStandard, LabelClass, Task
 from annotations.services import mask_parse
 from crowdseg.errors import Conflict, DomainError, Forbidden, NotFound, Unprocessable
@@ -59,6 +61,7 @@ IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,64}$")
 SUSPICIOUS_AFTER_FLAGS = 5  # flagged submissions before a player is marked for review
 SUSPICIOUS_SHARE = 0.3  # ... and at least this share of their submissions
 REPEAT_WINDOW = 20  # a player's latest submissions searched for the same mask pasted again
+REFRESH_DELAY_S = 2  # submissions to a label class within this long are fused together
 
 
 # -- campaigns ---------------------------------------------------------------------------------
@@ -384,17 +387,34 @@ def _submission_store(
 
     if completed:
         events.publish(player.pk, "round.completed", {"round": str(game_round.id)})
-    task_id, round_id = round_task.task_id, game_round.id
-    transaction.on_commit(lambda: _after_submit(task_id, round_id, completed))
+    label_class_id, round_id = round_task.task.label_class_id, game_round.id
+    transaction.on_commit(lambda: _after_submit(label_class_id, round_id, completed))
     return submission
 
 
-def _after_submit(task_id, round_id, round_completed: bool) -> None:
+def _after_submit(label_class_id: int, round_id, round_completed: bool) -> None:
     from . import tasks  # the Celery tasks import this module
 
     if round_completed:
         tasks.round_settle.delay(str(round_id))
-    tasks.task_settle.delay(str(task_id))
+    # One refresh per label class per REFRESH_DELAY_S, however many submissions arrive meanwhile.
+    if cache.add(_refresh_flag(label_class_id), 1, timeout=REFRESH_DELAY_S * 10):
+        tasks.label_class_refresh.apply_async((label_class_id,), countdown=REFRESH_DELAY_S)
+
+
+def _refresh_flag(label_class_id: int) -> str:
+    return f"gamification:refresh-scheduled:{label_class_id}"
+
+
+def label_class_refresh(*, label_class_id: int) -> int:
+    """Fuse the label class's newly annotated tasks, then settle what they allow. Returns the
+    number of submissions settled."""
+    cache.delete(_refresh_flag(label_class_id))  # submissions from now on schedule the next run
+    label_class = LabelClass.objects.filter(pk=label_class_id).first()
+    if label_class is None:
+        return 0
+    refreshed = consensus.fusion_refresh(label_class=label_class)
+    return sum(task_settle(task=task) for task in refreshed)
 
 
 def _copied(player: User, round_task: RoundTask, mask_sha: str, suggestion_use: str) -> bool:

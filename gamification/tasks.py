@@ -2,22 +2,15 @@
 
 from celery import shared_task
 
-from annotations import consensus
-from annotations.models import Task
-
 from . import services
 from .models import Round
 
 
 @shared_task(ignore_result=True)
-def task_settle(task_id: str) -> int:
-    """After a submission: the task's fused label first (task choice and scoring read it), then
-    the submissions it settles."""
-    task = Task.objects.filter(pk=task_id).select_related("label_class").first()
-    if task is None:
-        return 0
-    consensus.fusion_refresh(task=task)
-    return services.task_settle(task=task)
+def label_class_refresh(label_class_id: int) -> int:
+    """After submissions (coalesced per label class): fused labels first, as task choice and
+    scoring read them, then the submissions they settle."""
+    return services.label_class_refresh(label_class_id=label_class_id)
 
 
 @shared_task(ignore_result=True)

@@ -78,8 +78,11 @@ def test_refresh_after_a_new_vote_is_safe_to_run_twice(crowd):
     consensus.fusion_run(label_class=label_class)
     newcomer = UserFactory()
     annotate(tasks[5], newcomer, truths[tasks[5].pk])
-    first = consensus.fusion_refresh(task=tasks[5])
-    again = consensus.fusion_refresh(task=tasks[5])
+    assert list(consensus.tasks_needing_fusion(label_class)) == [tasks[5]]
+    first = FusedLabel.objects.get(task=consensus.fusion_refresh(label_class=label_class)[0])
+    assert not consensus.tasks_needing_fusion(label_class).exists()
+    consensus.fusion_refresh(label_class=label_class, tasks=[tasks[5]])
+    again = FusedLabel.objects.get(task=tasks[5])
     assert first.votes == again.votes == 5
     assert first.mask == again.mask and first.confidence == pytest.approx(again.confidence, abs=1e-3)  # EM tol
     assert AnnotatorReliability.objects.filter(annotator=newcomer).exists()
@@ -88,7 +91,7 @@ def test_refresh_after_a_new_vote_is_safe_to_run_twice(crowd):
 def test_refresh_without_a_cached_result_runs_the_full_fusion(crowd):
     label_class, tasks, *_ = crowd
     consensus.forget_cached_results()
-    assert consensus.fusion_refresh(task=tasks[3]) is not None
+    assert len(consensus.fusion_refresh(label_class=label_class)) == 8
     assert FusedLabel.objects.count() == 8
 
 
