@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 
@@ -62,13 +61,6 @@ def test_gold_and_ordinary_tasks_serialise_identically(mixed_round):
     assert set(shapes[True]) == set(shapes[False]) and len(set(shapes[True])) == 1
     raw = json.dumps(data).lower()
     assert "gold" not in raw and "check" not in raw.replace("check_accuracy", "")
-
-
-@pytest.fixture
-def settlement(request):
-    """Who runs the settlement tasks: Celery in-process (embedded), or a real worker (real stack)."""
-    if os.environ.get("CROWDSEG_REAL_STACK"):
-        request.getfixturevalue("celery_worker_process")
 
 
 def test_submit_answers_and_live_events_are_identical_for_gold(mixed_round, settlement):

@@ -8,12 +8,12 @@ import pytest
 
 from annotations.models import FusedLabel, Task
 from gamification import selectors, services
-from gamification.models import Round, RoundTask, Submission
+from gamification.models import RoundTask, Submission
 from inference.engine import rle
 from tests.conftest import client_for
 from tests.factories import UserFactory
 
-from .conftest import campaign_make, square, submission_body
+from .conftest import campaign_make, eventually, square, submission_body
 from .test_round_flow import join_and_start, submit
 
 pytestmark = pytest.mark.django_db
@@ -53,38 +53,34 @@ def test_ranker_puts_settled_images_last():
     assert [c.task_id for c in ranked] == [2, 3, 1, 0]
 
 
-def test_ordinary_tasks_settle_against_the_fused_label(alice, django_capture_on_commit_callbacks):
+@pytest.mark.django_db(transaction=True)
+def test_ordinary_tasks_settle_against_the_fused_label(alice, settlement):
     game = campaign_make(alice, images=4, golds=0, round_size=4, annotations_per_image=3)
     players = UserFactory.create_batch(3)
-    with django_capture_on_commit_callbacks(execute=True):
-        for k, player in enumerate(players):
-            client = client_for(player)
-            data = join_and_start(client, game.campaign)
-            for i, task in enumerate(data["tasks"]):
-                submit(client, data["id"], task["id"], submission_body(square(10 + k, 10, 40 - i, 30)))
-    assert FusedLabel.objects.count() == 4
-    settled = Submission.objects.filter(status="settled")
-    assert settled.count() == 12 and all(s.quality > 0.8 for s in settled)
+    for k, player in enumerate(players):
+        client = client_for(player)
+        data = join_and_start(client, game.campaign)
+        for i, task in enumerate(data["tasks"]):
+            submit(client, data["id"], task["id"], submission_body(square(10 + k, 10, 40 - i, 30)))
+    assert eventually(lambda: Submission.objects.filter(status="settled").count() == 12)
+    assert FusedLabel.objects.filter(annotation_count=3).count() == 4
+    assert all(s.quality > 0.8 for s in Submission.objects.all())
 
 
-def test_anchoring_effect_compares_with_and_without_the_suggestion(alice, django_capture_on_commit_callbacks):
+@pytest.mark.django_db(transaction=True)
+def test_anchoring_effect_compares_with_and_without_the_suggestion(alice, settlement):
     game = campaign_make(alice, images=6, golds=6, round_size=6, annotations_per_image=1, gold_rate=0.5)
     player = UserFactory()
     client = client_for(player)
     data = join_and_start(client, game.campaign)
     withheld = set(list(RoundTask.objects.filter(round_id=data["id"]).values_list("task_id", flat=True))[:3])
     RoundTask.objects.filter(round_id=data["id"], task_id__in=withheld).update(suggestion_withheld=True)
-    with django_capture_on_commit_callbacks(execute=True):
-        for i, task in enumerate(data["tasks"]):
-            off = 0 if task["id"] in {str(t) for t in withheld} else 8  # worse with the suggestion
-            use = "none" if off == 0 else "accepted"
-            submit(
-                client,
-                data["id"],
-                task["id"],
-                submission_body(square(10, 10, 40 + off - i % 2, 30), suggestion_use=use),
-            )
-    assert Round.objects.get(pk=data["id"]).settled
+    for i, task in enumerate(data["tasks"]):
+        off = 0 if task["id"] in {str(t) for t in withheld} else 8  # worse with the suggestion
+        use = "none" if off == 0 else "accepted"
+        body = submission_body(square(10, 10, 40 + off - i % 2, 30), suggestion_use=use)
+        submit(client, data["id"], task["id"], body)
+    assert eventually(lambda: Submission.objects.filter(status="settled").count() == 6)
     effect = selectors.anchoring_effect(campaign=game.campaign)
     assert effect["with_n"] == effect["without_n"] == 3
     assert effect["without_mean"] > effect["with_mean"]
