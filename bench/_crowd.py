@@ -229,3 +229,25 @@ def simulate(
                 image.votes.append(SimVote(a.id, draw(a, truth, sdf, rng)))
         images.append(image)
     return images, pool
+
+
+# --- real images with known truth ----------------------------------------------------------
+
+
+def mni_slices(min_wm_pixels: int = 1500) -> tuple[np.ndarray, np.ndarray]:
+    """Axial slices of nilearn's MNI ICBM152 2009a template with tissue truth, inferior first,
+    anterior at the top (233 x 197 px, H x W): the slices with at least ``min_wm_pixels``
+    white-matter pixels (1,500: the set bench/fusion.py scores on).
+
+    Returns T1 images (N, 233, 197) float32 in [0, 1] and masks (N, 2, 233, 197) bool: white
+    matter, then grey matter, each probability >= 0.5 (they never overlap).
+    """
+    import nibabel as nib  # only this loader reads files: the simulator above stays numpy-only
+
+    from annotations.io.samples import mni_path
+
+    t1, wm, gm = (np.asarray(nib.load(mni_path(kind)).dataobj) for kind in ("t1", "wm", "gm"))
+    zs = [z for z in range(wm.shape[2]) if (wm[:, :, z] >= 128).sum() >= min_wm_pixels]
+    images = np.stack([np.flipud(t1[:, :, z].T) for z in zs]).astype(np.float32) / 255.0
+    masks = np.stack([[np.flipud(v[:, :, z].T >= 128) for v in (wm, gm)] for z in zs])  # 128/255 ~ p 0.5
+    return images, masks

@@ -69,10 +69,10 @@ class Server:
                 cwd=ROOT,
                 env=self.env,
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stderr=(self.data_dir / f"daphne-{i}.log").open("wb"),  # kept for post-mortems
                 pass_fds=pass_fds,
             )
-            for _ in range(processes)
+            for i in range(processes)
         ]
         self.process = self.processes[0]
         deadline = time.monotonic() + 60

@@ -135,7 +135,7 @@ async def volunteer(port, token, campaign, deadline, ramp, think, retry_share, t
             "127.0.0.1", port, "/ws/v1/play", {**headers, "Origin": f"http://127.0.0.1:{port}"}
         )
     except (ConnectionError, OSError, asyncio.IncompleteReadError) as exc:
-        tally.error(f"websocket {type(exc).__name__}")
+        tally.error(f"websocket {type(exc).__name__}: {str(exc)[:60]}")
         socket = None
 
     async def listen():

@@ -103,7 +103,14 @@ REDIS_URL = env("REDIS_URL") or ""
 
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+    # redis-py caps a pool at 100 connections, and every socket's join borrows one: a burst of
+    # players opening the app would get "Too many connections".
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "max_connections": env_int("REDIS_MAX_CONNECTIONS", 1000)}]},
+        }
+    }
 else:
     # A file cache is shared by every process on this machine, so allauth's rate limits hold
     # across server workers even without Redis.
