@@ -3,7 +3,7 @@
 Messages are JSON objects with a ``type``. Today a client can ask for suggestions here instead of
 over HTTP (``{"type": "suggest", "id": "c1", "task": "<uuid>", "box": [x0, y0, x1, y1]}`` ->
 ``{"type": "suggestion", "id": "c1", ...same fields as the REST answer}``); the game loop adds its
-live events (``gamification.events``) to the same socket, and ``round.expiring`` a minute before
+live events (``crowdseg.events``) to the same socket, and ``round.expiring`` a minute before
 one of the player's rounds runs out. Errors use the API's error body: ``{"type": "error", "id": ...,
 "error": {"status": 400, "code": ..., "message": ...}}``. The consumer only relays: every answer
 comes from the same service as the REST endpoint, and every event is also readable over REST.
@@ -20,9 +20,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from annotations import selectors
+from crowdseg import events
 from crowdseg.api import error_body
 from crowdseg.errors import DomainError
-from gamification import events
 from gamification.models import Round
 from inference import services
 from inference.api.serializers import PromptSerializer, suggestion_data
@@ -53,7 +53,7 @@ class PlayConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(self._group, self.channel_name)
 
     async def game_event(self, message):
-        """An event a service published for this player (``gamification.events.publish``)."""
+        """An event a service published for this player (``crowdseg.events.publish``)."""
         event = message["event"]
         if event["type"] == "round.started":
             self._expiry_watch(event["round"], datetime.fromisoformat(event["expires_at"]))

@@ -39,10 +39,11 @@ from accounts.models import User
 from annotations import consensus
 from annotations.models import Annotation, Dataset, FusedLabel, GoldStandard, LabelClass, Task
 from annotations.services import mask_parse
+from crowdseg import events
 from crowdseg.errors import Conflict, DomainError, Forbidden, NotFound, Unprocessable
 from inference.engine import rle
 
-from . import badges, events, progression, scoring
+from . import badges, progression, scoring
 from .models import (
     Campaign,
     CampaignMember,

@@ -1,13 +1,14 @@
-"""Live game events: services announce them, the player's open sockets receive them.
+"""Live events: services announce them, the user's open sockets (``ws/v1/play``) receive them.
 
 Events are notifications only: everything they say is also readable over REST, so a dropped
 message (a closed app, a flaky network) loses nothing. They are sent after the transaction that
 caused them commits, to the player's group on the channel layer (Redis in production, in-memory in
 the embedded default, where only sockets of the same process hear them).
 
-Types: ``score.settled``, ``badge.earned``, ``leaderboard.changed``, ``round.started``,
-``round.completed``, ``round.settled``; the socket itself adds ``round.expiring`` a minute before a
-round's time is up. No event ever says whether a task was a gold check.
+Types: the game's ``score.settled``, ``badge.earned``, ``leaderboard.changed``, ``round.started``,
+``round.completed``, ``round.settled`` (the socket itself adds ``round.expiring`` a minute before a
+round's time is up; no event ever says whether a task was a gold check), and the researcher's
+``job.progress`` for synthesis and validation jobs.
 """
 
 from __future__ import annotations
