@@ -71,6 +71,8 @@ RESEARCHER_PERMISSIONS = {
     "gamification.campaign": ["view", "add", "change"],
     "gamification.submission": ["view"],
     "gamification.playerflag": ["view"],
+    "synthesis.job": ["view", "change"],
+    "synthesis.syntheticsample": ["view"],
 }
 
 

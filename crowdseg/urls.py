@@ -15,6 +15,7 @@ api_v1 = [
     path("", include("annotations.api.urls")),
     path("", include("inference.api.urls")),
     path("", include("gamification.api.urls")),
+    path("", include("synthesis.api.urls")),
     # Last: unknown API paths answer in the API's error format, DEBUG or not.
     re_path(r"^.*$", api_not_found),
 ]

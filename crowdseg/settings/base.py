@@ -135,6 +135,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE = {
     # Rounds whose time ran out settle here; finished rounds settle at once.
     "rounds-settle-expired": {"task": "gamification.tasks.rounds_settle_expired", "schedule": 60.0},
+    # Synthesis and validation jobs whose worker died resume from their last checkpoint.
+    "jobs-resume-stale": {"task": "synthesis.tasks.jobs_resume_stale", "schedule": 120.0},
 }
 
 # The game's task choice (gamification.services.rank_by_need's signature); active sampling plugs in here.
