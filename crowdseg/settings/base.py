@@ -111,6 +111,8 @@ if REDIS_URL:
             "CONFIG": {"hosts": [{"address": REDIS_URL, "max_connections": env_int("REDIS_MAX_CONNECTIONS", 1000)}]},
         }
     }
+    # Every app request looks its session token up: from Redis, falling back to the database.
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 else:
     # A file cache is shared by every process on this machine, so allauth's rate limits hold
     # across server workers even without Redis.
