@@ -262,10 +262,23 @@ class FusedLabelAdmin(ResearcherScopedAdmin):
         return HttpResponse(png, content_type="image/png")
 
     def use_view(self, request, pk, annotation_pk):
+        """GET asks for confirmation; POST (with the CSRF token) makes the mask the gold standard."""
         fused = self._fused(request, pk)
-        if not self.has_change_permission(request, fused) and not request.user.has_perm("annotations.add_goldstandard"):
+        if not self.has_change_permission(request, fused):
             return redirect("admin:index")
-        annotation = get_object_or_404(Annotation, pk=annotation_pk, task=fused.task)
+        annotation = get_object_or_404(
+            Annotation.objects.select_related("annotator"), pk=annotation_pk, task=fused.task
+        )
+        if request.method != "POST":
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "fused": fused,
+                "annotation": annotation,
+                "figure": reverse("admin:annotations_fusedlabel_annotation", args=[fused.pk, annotation.pk]),
+                "title": f"Make {annotation.annotator.pseudonym or annotation.annotator}'s mask the gold standard?",
+            }
+            return render(request, "admin/annotations/fusedlabel/use.html", context)
         consensus.fused_label_accept(fused=fused, reviewer=request.user, mask=rle.decode(annotation.mask))
         messages.success(request, f"The mask of {annotation.annotator} is now the gold standard of this task.")
         return redirect("admin:annotations_fusedlabel_change", pk)

@@ -128,6 +128,9 @@ def test_uncertain_labels_go_to_review_and_an_accepted_review_becomes_gold(alice
     for kind in ("fused", "uncertainty"):
         figure = client.get(f"/admin/annotations/fusedlabel/{fused.pk}/figure/{kind}.png")
         assert figure.status_code == 200 and figure.content.startswith(b"\x89PNG")
+    one = Annotation.objects.filter(task=split).first()
+    confirm = client.get(f"/admin/annotations/fusedlabel/{fused.pk}/use/{one.pk}/")
+    assert confirm.status_code == 200 and not GoldStandard.objects.filter(task=split).exists()  # GET changes nothing
     accepted = client.post(
         "/admin/annotations/fusedlabel/", {"action": "accept_as_gold", "_selected_action": [fused.pk]}
     )
@@ -136,6 +139,10 @@ def test_uncertain_labels_go_to_review_and_an_accepted_review_becomes_gold(alice
     assert gold.source == GoldStandard.Source.REVIEW and gold.mask == fused.mask
     consensus.fusion_run(label_class=label_class)
     assert FusedLabel.objects.get(task=split).review == FusedLabel.Review.ACCEPTED  # the decision stands
+    used = client.post(f"/admin/annotations/fusedlabel/{fused.pk}/use/{one.pk}/")
+    assert used.status_code == 302
+    assert GoldStandard.objects.get(task=split).mask == one.mask
+    assert FusedLabel.objects.get(task=split).review == FusedLabel.Review.CORRECTED
 
 
 def test_reliability_report_plots_and_csv_for_the_owner_only(alice, charlie, crowd):
