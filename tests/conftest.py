@@ -145,3 +145,22 @@ def celery_worker_process(django_db_setup, django_db_blocker):
     yield proc
     proc.terminate()
     proc.wait(timeout=30)
+
+
+@pytest.fixture
+def celery_tasks_run(request):
+    """Who runs Celery tasks: the in-process eager mode (embedded), or a real worker (real stack).
+    Tests using it need ``django_db(transaction=True)`` so the worker sees their data, and
+    ``eventually`` to wait for it."""
+    if os.environ.get("CROWDSEG_REAL_STACK"):
+        request.getfixturevalue("celery_worker_process")
+
+
+def eventually(check, timeout: float = 30.0):
+    """``check()``'s first truthy value, polling: a real worker finishes a moment later."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -65,25 +63,6 @@ def player(db) -> User:
 
 def submission_body(mask: np.ndarray, *, time_spent_ms: int = 8000, **extra) -> dict:
     return {"rle": rle.encode(mask), "time_spent_ms": time_spent_ms, "suggestion_use": "none", **extra}
-
-
-@pytest.fixture
-def settlement(request):
-    """Who runs fusion and settlement: Celery in-process (embedded), or a real worker (real stack).
-    Tests using it need ``django_db(transaction=True)`` so the worker sees their data, and
-    ``eventually`` to wait for it."""
-    if os.environ.get("CROWDSEG_REAL_STACK"):
-        request.getfixturevalue("celery_worker_process")
-
-
-def eventually(check, timeout: float = 30.0):
-    """``check()``'s first truthy value, polling: a real worker settles a moment later."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def backdate(game_round, seconds: int = 600) -> None:

@@ -63,7 +63,7 @@ def test_gold_and_ordinary_tasks_serialise_identically(mixed_round):
     assert "gold" not in raw and "check" not in raw.replace("check_accuracy", "")
 
 
-def test_submit_answers_and_live_events_are_identical_for_gold(mixed_round, settlement):
+def test_submit_answers_and_live_events_are_identical_for_gold(mixed_round, celery_tasks_run):
     game, client, data = mixed_round
     player = game.campaign.members.get().player
     gold = set(map(str, RoundTask.objects.filter(round_id=data["id"], is_gold=True).values_list("task_id", flat=True)))

@@ -10,10 +10,10 @@ from annotations.models import FusedLabel, Task
 from gamification import selectors, services
 from gamification.models import RoundTask, Submission
 from inference.engine import rle
-from tests.conftest import client_for
+from tests.conftest import client_for, eventually
 from tests.factories import UserFactory
 
-from .conftest import campaign_make, eventually, square, submission_body
+from .conftest import campaign_make, square, submission_body
 from .test_round_flow import join_and_start, submit
 
 pytestmark = pytest.mark.django_db
@@ -54,7 +54,7 @@ def test_ranker_puts_settled_images_last():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_ordinary_tasks_settle_against_the_fused_label(alice, settlement):
+def test_ordinary_tasks_settle_against_the_fused_label(alice, celery_tasks_run):
     game = campaign_make(alice, images=4, golds=0, round_size=4, annotations_per_image=3)
     players = UserFactory.create_batch(3)
     for k, player in enumerate(players):
@@ -68,7 +68,7 @@ def test_ordinary_tasks_settle_against_the_fused_label(alice, settlement):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_anchoring_effect_compares_with_and_without_the_suggestion(alice, settlement):
+def test_anchoring_effect_compares_with_and_without_the_suggestion(alice, celery_tasks_run):
     game = campaign_make(alice, images=6, golds=6, round_size=6, annotations_per_image=1, gold_rate=0.5)
     player = UserFactory()
     client = client_for(player)

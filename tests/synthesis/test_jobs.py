@@ -14,7 +14,7 @@ from annotations.models import Annotation, GoldStandard, Task
 from inference.engine import rle
 from synthesis import services
 from synthesis.models import Job, SyntheticSample
-from tests.conftest import client_for
+from tests.conftest import client_for, eventually
 from tests.factories import DatasetFactory, UserFactory, image_import
 
 pytestmark = pytest.mark.django_db
@@ -162,16 +162,16 @@ def test_validation_needs_held_out_experts(alice):
     assert job.status == Job.Status.FAILED and "held-out expert images" in job.error
 
 
-def test_jobs_over_the_api(labelled, alice, charlie, django_capture_on_commit_callbacks):
+@pytest.mark.django_db(transaction=True)
+def test_jobs_over_the_api(labelled, alice, charlie, celery_tasks_run):
     client = client_for(alice)
-    with django_capture_on_commit_callbacks(execute=True):  # the embedded Celery runs it in-process
-        started = client.post(
-            f"/api/v1/datasets/{labelled.pk}/jobs", {"kind": "pix2pix", "params": TINY_PIX2PIX}, format="json"
-        )
+    started = client.post(
+        f"/api/v1/datasets/{labelled.pk}/jobs", {"kind": "pix2pix", "params": TINY_PIX2PIX}, format="json"
+    )
     assert started.status_code == 201, started.json()
     job_id = started.json()["id"]
-    detail = client.get(f"/api/v1/jobs/{job_id}").json()
-    assert detail["status"] == "done" and detail["progress"]["stage"] == "generating synthetic pairs"
+    detail = eventually(lambda: (d := client.get(f"/api/v1/jobs/{job_id}").json())["status"] == "done" and d, 120)
+    assert detail and detail["progress"]["stage"] == "generating synthetic pairs"
     assert client_for(charlie).get(f"/api/v1/jobs/{job_id}").status_code == 404
     bad = client.post(f"/api/v1/datasets/{labelled.pk}/jobs", {"kind": "dream"}, format="json")
     assert bad.status_code == 400
