@@ -1,9 +1,10 @@
 """Researchers run their campaigns and review suspicious players here."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from annotations.admin import ResearcherScopedAdmin
 
+from . import tasks
 from .models import Campaign, PlayerFlag, PlayerStats, Submission
 
 
@@ -24,6 +25,13 @@ class CampaignAdmin(ResearcherScopedAdmin):
     search_fields = ["name"]
     filter_horizontal = ["label_classes"]
     readonly_fields = ["invite_code", "created_at"]
+    actions = ["fuse_now"]
+
+    @admin.action(description="Fuse now (all images jointly) and settle points")
+    def fuse_now(self, request, queryset):
+        for campaign in queryset:
+            tasks.campaign_fuse.delay(campaign.pk)
+        messages.success(request, f"Fusion queued for {queryset.count()} campaign(s).")
 
     def get_exclude(self, request, obj=None):
         return [] if request.user.is_superuser else ["owner"]

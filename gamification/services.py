@@ -407,6 +407,20 @@ def _refresh_flag(label_class_id: int) -> str:
     return f"gamification:refresh-scheduled:{label_class_id}"
 
 
+def campaign_settle(*, campaign: Campaign) -> int:
+    """Settle every submission of the campaign that its fused labels and golds now allow."""
+    tasks = Task.objects.filter(label_class__in=campaign.label_classes.all(), annotations__isnull=False).distinct()
+    return sum(task_settle(task=task) for task in tasks)
+
+
+def campaign_fuse(*, campaign: Campaign) -> int:
+    """Fuse the campaign's label classes from scratch (all images jointly), then settle. Returns the
+    number of submissions settled."""
+    for label_class in campaign.label_classes.all():
+        consensus.fusion_run(label_class=label_class)
+    return campaign_settle(campaign=campaign)
+
+
 def label_class_refresh(*, label_class_id: int) -> int:
     """Fuse the label class's newly annotated tasks, then settle what they allow. Returns the
     number of submissions settled."""

@@ -3,7 +3,7 @@
 from celery import shared_task
 
 from . import services
-from .models import Round
+from .models import Campaign, Round
 
 
 @shared_task(ignore_result=True)
@@ -11,6 +11,13 @@ def label_class_refresh(label_class_id: int) -> int:
     """After submissions (coalesced per label class): fused labels first, as task choice and
     scoring read them, then the submissions they settle."""
     return services.label_class_refresh(label_class_id=label_class_id)
+
+
+@shared_task(ignore_result=True)
+def campaign_fuse(campaign_id: int) -> int:
+    """The admin's *Fuse now*: every label class of the campaign from scratch, then settlement."""
+    campaign = Campaign.objects.filter(pk=campaign_id).first()
+    return services.campaign_fuse(campaign=campaign) if campaign else 0
 
 
 @shared_task(ignore_result=True)

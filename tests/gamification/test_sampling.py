@@ -85,3 +85,32 @@ def test_anchoring_effect_compares_with_and_without_the_suggestion(alice, celery
     assert effect["with_n"] == effect["without_n"] == 3
     assert effect["without_mean"] > effect["with_mean"]
     assert effect["accepted_unchanged_share"] == 1.0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fuse_now_from_the_admin_and_the_command(alice, celery_tasks_run):
+    import io
+
+    from django.core.management import call_command
+    from django.test import Client
+
+    from accounts.services import user_role_set
+
+    game = campaign_make(alice, images=4, golds=0, round_size=4, annotations_per_image=5)
+    for k, player in enumerate(UserFactory.create_batch(2)):
+        client = client_for(player)
+        data = join_and_start(client, game.campaign)
+        for i, task in enumerate(data["tasks"]):
+            submit(client, data["id"], task["id"], submission_body(square(10 + k, 10, 40 - i, 30)))
+    FusedLabel.objects.all().delete()
+    user_role_set(user=alice, role="researcher")
+    admin = Client()
+    admin.force_login(alice)
+    response = admin.post(
+        "/admin/gamification/campaign/", {"action": "fuse_now", "_selected_action": [game.campaign.pk]}
+    )
+    assert response.status_code == 302
+    assert eventually(lambda: FusedLabel.objects.count() == 4)
+    out = io.StringIO()
+    call_command("fuse", "--campaign", str(game.campaign.pk), stdout=out, stderr=io.StringIO())
+    assert "4 images, 2 annotators" in out.getvalue() and "anchoring on gold checks" in out.getvalue()

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotations import consensus, fusion
-from annotations.models import Dataset, FusedLabel, LabelClass, Task
+from annotations.models import Dataset, FusedLabel, LabelClass
 from gamification import selectors, services
 from gamification.models import Campaign
 
@@ -45,8 +45,7 @@ class Command(BaseCommand):
             self._report(label_class, result)
 
         if campaign is not None:
-            tasks = Task.objects.filter(label_class__in=classes, annotations__isnull=False).distinct()
-            settled = sum(services.task_settle(task=task) for task in tqdm(tasks, desc="settling", unit="task"))
+            settled = services.campaign_settle(campaign=campaign)
             self.stdout.write(f"settled {settled} submissions")
             effect = selectors.anchoring_effect(campaign=campaign)
             self.stdout.write(
