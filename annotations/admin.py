@@ -248,7 +248,7 @@ class FusedLabelAdmin(ResearcherScopedAdmin):
         fused = self._fused(request, pk)
         image = services.image_model_input(fused.task.image)
         if kind == "uncertainty":
-            probability = consensus.probability_from_png(fused.probability)
+            probability = figures.grey_from_png(fused.probability)
             png = figures.uncertainty_overlay(image, entropy_bits(probability))
         else:
             png = figures.mask_overlay(image, rle.decode(fused.mask), fused.task.label_class.color)

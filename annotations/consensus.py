@@ -16,7 +16,6 @@ Both are safe to run twice and give the same answer (to within the engine's tole
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 from collections import defaultdict
@@ -25,12 +24,11 @@ from collections.abc import Callable, Iterable
 import numpy as np
 from django.db import transaction
 from django.db.models import Count, F, Q
-from PIL import Image as PILImage
 
 from accounts.models import User
 from inference.engine import rle
 
-from . import fusion
+from . import figures, fusion
 from .models import Annotation, AnnotatorReliability, FusedLabel, GoldStandard, LabelClass, SuggestionUse, Task
 
 logger = logging.getLogger(__name__)
@@ -174,25 +172,13 @@ def _label_fields(image: fusion.ImageResult, mask: np.ndarray, settled: bool, re
     return {
         "mask": rle.encode(mask),
         "area": int(mask.sum()),
-        "probability": probability_png(image.probability),
+        "probability": figures.grey_png(image.probability),
         "confidence": image.confidence,
         "votes": image.votes,
         "gain": fusion.annotation_gain(image, image.votes),
         "settled": settled,
         "review": FusedLabel.Review.NEEDED if review_needed else FusedLabel.Review.NONE,
     }
-
-
-def probability_png(probability: np.ndarray) -> bytes:
-    """P(foreground) in [0, 1] as an 8-bit greyscale PNG."""
-    buf = io.BytesIO()
-    PILImage.fromarray(np.round(np.clip(probability, 0, 1) * 255).astype(np.uint8), mode="L").save(buf, "PNG")
-    return buf.getvalue()
-
-
-def probability_from_png(data: bytes) -> np.ndarray:
-    """Inverse of ``probability_png``: float32 (H, W) in [0, 1]."""
-    return np.asarray(PILImage.open(io.BytesIO(bytes(data))), dtype=np.float32) / 255.0
 
 
 def fused_label_accept(*, fused: FusedLabel, reviewer: User, mask: np.ndarray | None = None) -> GoldStandard:

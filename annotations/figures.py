@@ -30,6 +30,16 @@ def _hex_rgb(color: str) -> np.ndarray:
     return np.array([int(color[i : i + 2], 16) for i in (0, 2, 4)], dtype=np.float32)
 
 
+def grey_png(values: np.ndarray) -> bytes:
+    """An (H, W) array of values in [0, 1] (probabilities, intensities) as an 8-bit greyscale PNG."""
+    return _png(PILImage.fromarray(np.round(np.clip(values, 0, 1) * 255).astype(np.uint8), mode="L"))
+
+
+def grey_from_png(data: bytes) -> np.ndarray:
+    """Inverse of ``grey_png``: float32 (H, W) in [0, 1], to 1/255."""
+    return np.asarray(PILImage.open(io.BytesIO(bytes(data))), dtype=np.float32) / 255.0
+
+
 def mask_overlay(image: np.ndarray, mask: np.ndarray, color: str = "#ff5a36", alpha: float = 0.35) -> bytes:
     """``mask`` ((H, W) bool) tinted over ``image`` ((H, W) or (H, W, 3) uint8), outline drawn solid."""
     rgb = np.asarray(image, dtype=np.float32)

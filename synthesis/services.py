@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,10 +25,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
-from PIL import Image as PILImage
 
 from accounts.models import User
-from annotations import consensus, fusion
+from annotations import consensus, figures, fusion
 from annotations.models import Dataset, GoldStandard, Image, LabelClass, Task
 from annotations.services import image_model_input
 from crowdseg import events
@@ -369,7 +367,7 @@ def _run_pix2pix(job: Job) -> None:
                 generator_version=trainer.version,
                 seed=seed,
                 index=i,
-                image=_grey_png(synthetic[i]),
+                image=figures.grey_png(synthetic[i]),
                 size=size,
                 masks={str(c.pk): rle.encode(new_masks[i, k]) for k, c in enumerate(classes)},
                 source_tasks=sources,
@@ -393,16 +391,6 @@ def _run_pix2pix(job: Job) -> None:
     )
 
 
-def _grey_png(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    PILImage.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), mode="L").save(buf, "PNG")
-    return buf.getvalue()
-
-
-def _grey_from_png(data: bytes) -> np.ndarray:
-    return np.asarray(PILImage.open(io.BytesIO(bytes(data))), dtype=np.float32) / 255.0
-
-
 def synthetic_pairs(dataset: Dataset, size: int) -> tuple[Pairs, Job | None]:
     """The synthetic pairs of the dataset's latest finished pix2pix job, at ``size``."""
     from synthesis.engine import to_square
@@ -414,7 +402,7 @@ def synthetic_pairs(dataset: Dataset, size: int) -> tuple[Pairs, Job | None]:
     samples = list(job.samples.order_by("index"))
     if not samples:
         return Pairs.empty(size, len(classes)), job
-    images = np.stack([_grey_from_png(s.image) for s in samples])
+    images = np.stack([figures.grey_from_png(s.image) for s in samples])
     masks = np.stack([np.stack([rle.decode(s.masks[str(c.pk)]) for c in classes]) for s in samples])
     images, masks = to_square(images, masks, size)
     return Pairs(images, masks, [[] for _ in samples]), job

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from accounts.services import user_role_set
-from annotations import consensus
+from annotations import consensus, figures
 from annotations.models import Annotation, AnnotatorReliability, FusedLabel, GoldStandard
 from inference.engine import rle
 from tests.factories import DatasetFactory, UserFactory, image_import
@@ -67,7 +67,7 @@ def test_fusion_run_stores_labels_and_reliabilities(crowd):
         mask = rle.decode(fused.mask)
         assert 2 * (mask & truths[task.pk]).sum() / (mask.sum() + truths[task.pk].sum()) > 0.9
         assert fused.votes == 4 and 0 <= fused.confidence <= 1
-        assert consensus.probability_from_png(fused.probability).shape == (H, W)
+        assert figures.grey_from_png(fused.probability).shape == (H, W)
     weights = dict(AnnotatorReliability.objects.values_list("annotator_id", "weight"))
     assert weights[spammer.pk] < 0.1
     assert all(weights[p.pk] > 0.5 for p in careful)
