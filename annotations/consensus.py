@@ -126,45 +126,76 @@ def _counts(images: list[fusion.FusionImage]) -> dict[str, int]:
     return {image.key: len(image.votes) for image in images}
 
 
+RELIABILITY_FIELDS = [
+    "sensitivity", "precision", "specificity", "sensitivity_sd", "precision_sd", "specificity_sd",
+    "images", "golds", "anchored", "weight",
+]  # fmt: skip
+LABEL_FIELDS = [
+    "mask",
+    "area",
+    "probability",
+    "confidence",
+    "votes",
+    "gain",
+    "settled",
+    "annotation_count",
+    "updated_at",
+]
+
+
 def _store(
     label_class: LabelClass,
     result: fusion.FusionResult,
     images: dict[str, fusion.ImageResult],
     annotation_counts: dict[str, int],
 ) -> None:
+    """Upsert the fused labels of ``images`` and every annotator's estimate, a few queries in all
+    (a refresh runs every couple of seconds under load)."""
+    decided = set(
+        str(task_id)  # image keys are task ids as strings
+        for task_id in FusedLabel.objects.filter(
+            task_id__in=list(images), review__in=[FusedLabel.Review.ACCEPTED, FusedLabel.Review.CORRECTED]
+        ).values_list("task_id", flat=True)
+    )
+    labels = {True: [], False: []}  # keyed by "a researcher decided": their review stands
+    for key, image in images.items():
+        review_needed = not image.gold and image.confidence < REVIEW_BELOW_CONFIDENCE
+        settled = fusion.is_settled(image, image.votes, SETTLE_CONFIDENCE, MIN_VOTES, MAX_VOTES)
+        fields = _label_fields(image, image.mask, settled, review_needed)
+        label = FusedLabel(task_id=key, annotation_count=annotation_counts[key], **fields)
+        labels[key in decided].append(label)
+    # Annotators deleted since this process cached its result have no row to update.
+    people = {int(who) for who in result.annotators if who != fusion.MODEL}
+    known = set(User.objects.filter(pk__in=people).values_list("pk", flat=True))
+    estimates = [
+        AnnotatorReliability(
+            annotator_id=int(who),
+            label_class=label_class,
+            **{f: getattr(estimate, f) for f in RELIABILITY_FIELDS},
+        )
+        for who, estimate in result.annotators.items()
+        if who != fusion.MODEL and int(who) in known
+    ]
     with transaction.atomic():
-        for key, image in images.items():
-            mask = image.mask
-            review_needed = not image.gold and image.confidence < REVIEW_BELOW_CONFIDENCE
-            settled = fusion.is_settled(image, image.votes, SETTLE_CONFIDENCE, MIN_VOTES, MAX_VOTES)
-            fields = {**_label_fields(image, mask, settled, review_needed), "annotation_count": annotation_counts[key]}
-            fused, created = FusedLabel.objects.get_or_create(task_id=key, defaults=fields)
-            if not created:
-                if fused.review in (FusedLabel.Review.ACCEPTED, FusedLabel.Review.CORRECTED):
-                    fields.pop("review")  # a researcher's decision stands
-                FusedLabel.objects.filter(pk=fused.pk).update(**fields)
-        # Annotators deleted since this process cached its result have no row to update.
-        people = {int(who) for who in result.annotators if who != fusion.MODEL}
-        known = set(User.objects.filter(pk__in=people).values_list("pk", flat=True))
-        for who, estimate in result.annotators.items():
-            annotator_id = None if who == fusion.MODEL else int(who)
-            if annotator_id is not None and annotator_id not in known:
-                continue
+        for is_decided, rows in labels.items():
+            FusedLabel.objects.bulk_create(
+                rows,
+                update_conflicts=True,
+                unique_fields=["task"],
+                update_fields=LABEL_FIELDS if is_decided else [*LABEL_FIELDS, "review"],
+            )
+        AnnotatorReliability.objects.bulk_create(
+            estimates,
+            update_conflicts=True,
+            unique_fields=["annotator", "label_class"],
+            update_fields=[*RELIABILITY_FIELDS, "updated_at"],
+        )
+        model = result.annotators.get(fusion.MODEL)
+        if model is not None:  # null annotator: no unique conflict to upsert on
             AnnotatorReliability.objects.update_or_create(
-                annotator_id=annotator_id,
+                annotator=None,
                 label_class=label_class,
-                defaults={
-                    "sensitivity": estimate.sensitivity,
-                    "precision": estimate.precision,
-                    "specificity": estimate.specificity,
-                    "sensitivity_sd": estimate.sensitivity_sd,
-                    "precision_sd": estimate.precision_sd,
-                    "specificity_sd": estimate.specificity_sd,
-                    "images": estimate.images,
-                    "golds": estimate.golds,
-                    "anchored": estimate.anchored,
-                    "weight": estimate.weight,
-                },
+                defaults={f: getattr(model, f) for f in RELIABILITY_FIELDS},
             )
 
 

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from annotations.io import ReadOptions  # noqa: E402
 from annotations.io.nifti import read_nifti, volume_slices  # noqa: E402
 from annotations.io.samples import mni_path  # noqa: E402
+from annotations.metrics import dice  # noqa: E402
 from inference.engine.medsam import (  # noqa: E402
     Manifest,
     MedSAMDecoder,
@@ -41,11 +42,6 @@ from inference.engine.medsam import (  # noqa: E402
 )
 
 MODEL_DIR = ROOT / "var" / "models" / "litemedsam"
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else float(2 * np.logical_and(a, b).sum() / total)
 
 
 def bbox(mask: np.ndarray) -> list[float]:
