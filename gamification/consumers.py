@@ -18,6 +18,7 @@ from datetime import datetime
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.utils import timezone
 
 from annotations import selectors
 from crowdseg import events
@@ -84,8 +85,7 @@ class PlayConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def _open_rounds(self, user) -> list[tuple[str, datetime]]:
-        now = datetime.now().astimezone()
-        rounds = Round.objects.filter(player=user, completed_at__isnull=True, expires_at__gt=now)
+        rounds = Round.objects.filter(player=user, completed_at__isnull=True, expires_at__gt=timezone.now())
         return [(str(r.id), r.expires_at) for r in rounds.order_by("expires_at")[:20]]
 
     def _allow(self) -> bool:

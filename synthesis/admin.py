@@ -86,12 +86,11 @@ class JobAdmin(ResearcherScopedAdmin):
         return extra + super().get_urls()
 
     def curve_view(self, request, pk):
-        from synthesis.engine import loss_curve_png
+        from synthesis.engine import EpochStats, loss_curve_png
 
         job = get_object_or_404(self.get_queryset(request), pk=pk)
-        history = {"epochs": [{**e, "epochs": len(job.history), "eta_seconds": 0.0} for e in job.history],
-                   "cancelled": False, "resumed_from": 0}  # fmt: skip
-        return HttpResponse(loss_curve_png(history), content_type="image/png")
+        png = loss_curve_png([EpochStats(**epoch) for epoch in job.history])  # history holds EpochStats as dicts
+        return HttpResponse(png, content_type="image/png")
 
 
 @admin.register(SyntheticSample)

@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -343,8 +343,7 @@ def _run_pix2pix(job: Job) -> None:
     def progress(stats) -> bool:
         # A resumed run repeats no epoch, but a killed one may have recorded an epoch it never saved.
         job.history = [h for h in job.history if h["epoch"] < stats.epoch]
-        entry = {"epoch": stats.epoch, "g_loss": stats.g_loss, "d_loss": stats.d_loss, "l1": stats.l1,
-                 "seconds": stats.seconds}  # fmt: skip
+        entry = asdict(stats)
         _report(job, "training pix2pix", stats.epoch, stats.epochs, stats.eta_seconds, entry)
         return False
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from django.urls import reverse
 
 from gamification.models import LeaderboardEntry, PlayerStats, Round, Submission
 from tests.conftest import client_for
@@ -162,7 +161,6 @@ def test_nobody_reads_anothers_round_or_submits_to_it(game, player, charlie):
 
 def test_unknown_round_is_404(player):
     assert client_for(player).get(f"/api/v1/rounds/{uuid.uuid4()}").status_code == 404
-    assert reverse("round-detail", args=[uuid.uuid4()]).startswith("/api/v1/rounds/")
 
 
 def test_a_campaign_can_withhold_the_suggestion(alice, player):

@@ -79,6 +79,16 @@ def test_pix2pix_job_trains_generates_and_records_provenance(labelled, alice):
     assert [h["epoch"] for h in job.history] == [1, 2]
     assert job.result["samples"] == 6 and job.result["generator_version"]
     assert bytes(job.figure).startswith(b"\x89PNG")
+    from django.test import Client
+
+    from accounts.services import user_role_set
+
+    user_role_set(user=alice, role="researcher")
+    admin = Client()
+    admin.force_login(alice)
+    assert admin.get(f"/admin/synthesis/job/{job.pk}/change/").status_code == 200
+    curve = admin.get(f"/admin/synthesis/job/{job.pk}/curve.png")
+    assert curve.status_code == 200 and curve.content.startswith(b"\x89PNG")
     samples = list(SyntheticSample.objects.filter(job=job))
     assert len(samples) == 6 and all(s.generator_version == job.result["generator_version"] for s in samples)
     held_out = {str(t.pk) for i in services.split(labelled)[1] for t in i.tasks.all()}
