@@ -11,7 +11,9 @@ Two models:
   layout (e.g. ``medsam_vit_b.pth``); preprocessing "stretch" at 1024.
 
 Both give ``(1, 256, 64, 64)`` embeddings and share segment-anything's prompt encoder and
-mask decoder, exported as one graph (see :class:`PromptDecoderGraph`).
+mask decoder, exported as two graphs: the part that depends on the image only, run once per
+image (:class:`DecoderContextGraph`), and the part that answers a prompt
+(:class:`PromptDecoderGraph`).
 
 An export is written into a temporary sibling folder, verified there through the very runtime
 classes the server uses, and only then renamed to ``out_dir``: a folder named ``out_dir``
@@ -40,6 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .engine.medsam import (
+    CONTEXT_INPUTS,
+    CONTEXT_OUTPUTS,
     DECODER_INPUTS,
     DECODER_OUTPUTS,
     ENCODER_INPUT,
@@ -59,6 +63,7 @@ __all__ = [
     "LITEMEDSAM_SPEC",
     "TOLERANCES",
     "VIT_B_SPEC",
+    "DecoderContextGraph",
     "ExportMismatch",
     "PromptDecoderGraph",
     "TorchMedSAM",
@@ -70,7 +75,7 @@ __all__ = [
 LITEMEDSAM_SPEC = PreprocessSpec(input_size=256, mode="longest_side")
 VIT_B_SPEC = PreprocessSpec(input_size=1024, mode="stretch")
 EMBEDDING_SHAPE = (256, 64, 64)
-MASK_INPUT_SIZE = (256, 256)
+LOW_RES_SIZE = (256, 256)
 
 # How far onnxruntime may drift from torch before an export is refused.  Both run the same
 # float32 graph; only the order of floating-point sums differs (kernels, fusions, threads), which
@@ -145,38 +150,82 @@ def build_vit_b(checkpoint: Path | None) -> nn.Module:
     return model.eval()
 
 
-class PromptDecoderGraph(nn.Module):
-    """Prompt encoder + mask decoder as one traceable graph, single-mask output.
+class DecoderContextGraph(nn.Module):
+    """The part of segment-anything's mask decoder that depends on the image only.
 
-    Like segment-anything's ``SamOnnxModel`` (written anew): prompts arrive as one list of
-    points whose labels say what each is (1/0 points, 2/3 box corners, -1 padding), the mask
-    input is switched by ``has_mask_input`` without control flow, and only mask token 0 (the
-    ``multimask_output=False`` mask MedSAM uses) is turned into a mask.  The upscaling to the
-    image is left to numpy (``transforms.mask_from_low_res``), so one graph serves every image
-    size.
+    With no mask input (MedSAM was not trained to refine one) the dense prompt is the constant
+    ``no_mask_embed``, so the image tokens entering the two-way transformer, and the projections
+    of them that its first layer makes, are the same for every prompt on an image.  They are
+    computed here once per image; :class:`PromptDecoderGraph` starts from them.
 
-    The same function as ``MaskDecoder.predict_masks``, computed in fewer operations (about
-    half the time on CPU; masks identical to torch's in the exporter's parity check):
+    Input: image_embeddings (1, C, h, w) float32.  Outputs, with N = h * w tokens in row-major
+    order, and H heads of d channels for the first layer's two cross-attentions:
 
-    * Cross-attention between the T prompt tokens (5 output tokens + the prompt points,
-      7 for a box) and the N = 4096 image tokens is reassociated so that no N x 256 x 128
-      projection of the image tokens is formed (see :func:`_attend_tokens_to_image` and
-      :func:`_attend_image_to_tokens`): each costs N x 256 x 8T instead, 2.3 times fewer
-      operations for a box; the break-even is 16 tokens (box + 9 points).
-    * The two 2 x 2 stride-2 transposed convolutions of ``output_upscaling`` map each pixel to
-      its own 2 x 2 block, so they run as matrix products on the image tokens with the
-      LayerNorm2d as a plain LayerNormalization, and a single pixel shuffle at the end
-      (:func:`_upscale_tokens`), instead of ConvTranspose kernels and NCHW reductions.
-
-    Inputs (float32): image_embeddings (1, 256, 64, 64); point_coords (1, N, 2) (x, y) in
-    input-frame pixels; point_labels (1, N); mask_input (1, 1, 256, 256) logits;
-    has_mask_input (1,) 1 or 0.  Outputs: low_res_logits (1, 1, 256, 256), iou_predictions (1, 1).
+    * image_tokens (1, N, C): the embedding plus ``no_mask_embed``, one row per token;
+    * cross_keys (1, H, d, N): token-to-image key projection of the tokens plus positional
+      encoding, per head, transposed for the product with the queries;
+    * cross_values (1, H, N, d): token-to-image value projection of the tokens, per head;
+    * image_queries (1, H, N, d): image-to-token query projection of the tokens plus
+      positional encoding, per head.
     """
 
     def __init__(self, prompt_encoder: nn.Module, mask_decoder: nn.Module) -> None:
         super().__init__()
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
+
+    def forward(self, image_embeddings):
+        pe = self.prompt_encoder
+        layer = self.mask_decoder.transformer.layers[0]
+        to_image, to_tokens = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
+        src = image_embeddings + pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        tokens = src.flatten(2).permute(0, 2, 1)  # (1, N, C)
+        with_pe = tokens + pe.get_dense_pe().flatten(2).permute(0, 2, 1)
+        cross_keys = _heads(to_image.k_proj(with_pe), to_image.num_heads).transpose(2, 3)
+        cross_values = _heads(to_image.v_proj(tokens), to_image.num_heads)
+        image_queries = _heads(to_tokens.q_proj(with_pe), to_tokens.num_heads)
+        return tokens, cross_keys, cross_values, image_queries
+
+
+def _heads(x, heads: int):
+    """(1, L, heads * d) -> (1, heads, L, d)."""
+    return x.reshape(1, x.shape[1], heads, -1).transpose(1, 2)
+
+
+class PromptDecoderGraph(nn.Module):
+    """Prompt encoder + mask decoder from an image's context, single-mask output.
+
+    Like segment-anything's ``SamOnnxModel`` (written anew): prompts arrive as one list of
+    points whose labels say what each is (1/0 points, 2/3 box corners, -1 padding), and only
+    mask token 0 (the ``multimask_output=False`` mask MedSAM uses) is turned into a mask.
+    There is no mask input.  The upscaling to the image is left to numpy
+    (``transforms.mask_from_low_res``), so one graph serves every image size.
+
+    The same function as ``MaskDecoder.predict_masks``, computed in fewer operations (about a
+    third of the time on CPU; masks identical to torch's in the exporter's parity check):
+
+    * The first layer's cross-attentions start from the projections of the image tokens in
+      the context (:class:`DecoderContextGraph`), made once per image.
+    * The later cross-attentions between the T prompt tokens (5 output tokens + the prompt
+      points, 7 for a box) and the N = 4096 image tokens are reassociated so that no
+      N x 256 x 128 projection of the image tokens is formed (see
+      :func:`_attend_tokens_to_image` and :func:`_attend_image_to_tokens`): each costs
+      N x 256 x 8T instead, 2.3 times fewer operations for a box; the break-even is 16 tokens
+      (box + 9 points).
+    * The two 2 x 2 stride-2 transposed convolutions of ``output_upscaling`` map each pixel to
+      its own 2 x 2 block, so they run as matrix products on the image tokens with the
+      LayerNorm2d as a plain LayerNormalization, and a single pixel shuffle at the end
+      (:func:`_upscale_tokens`), instead of ConvTranspose kernels and NCHW reductions.
+
+    Inputs (float32): the four context tensors; point_coords (1, P, 2) (x, y) in input-frame
+    pixels; point_labels (1, P).  Outputs: low_res_logits (1, 1, 4h, 4w), iou_predictions (1, 1).
+    """
+
+    def __init__(self, prompt_encoder: nn.Module, mask_decoder: nn.Module, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.prompt_encoder = prompt_encoder
+        self.mask_decoder = mask_decoder
+        self.size = size  # (h, w) of the image embedding
         h, w = prompt_encoder.input_image_size
         self.register_buffer("coord_scale", torch.tensor([1.0 / w, 1.0 / h]), persistent=False)
 
@@ -192,29 +241,29 @@ class PromptDecoderGraph(nn.Module):
             embedding = embedding + pe.point_embeddings[i].weight * (labels == i)
         return embedding
 
-    def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):
+    def forward(self, image_tokens, cross_keys, cross_values, image_queries, point_coords, point_labels):
         pe, md = self.prompt_encoder, self.mask_decoder
         sparse = self._embed_points(point_coords, point_labels)
-        no_mask = pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
-        dense = has_mask_input * pe.mask_downscaling(mask_input) + (1 - has_mask_input) * no_mask
         # MaskDecoder.predict_masks, batch 1, for mask token 0 only.
         output_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0).unsqueeze(0)
         tokens = torch.cat((output_tokens, sparse), dim=1)
-        src = image_embeddings + dense
-        h, w = src.shape[-2:]
-        hs, keys = _two_way_transformer(md.transformer, src, pe.get_dense_pe(), tokens)
+        key_pe = pe.get_dense_pe().flatten(2).permute(0, 2, 1)
+        context = (image_tokens, cross_keys, cross_values, image_queries)
+        hs, keys = _two_way_transformer(md.transformer, context, key_pe, tokens)
         hyper = md.output_hypernetworks_mlps[0](hs[:, 1, :])
-        masks = _upscale_tokens(md.output_upscaling, keys[0], hyper[0], (h, w))
+        masks = _upscale_tokens(md.output_upscaling, keys.reshape(-1, keys.shape[-1]), hyper[0], self.size)
         iou = md.iou_prediction_head(hs[:, 0, :])[:, :1].reshape(1, 1)
         return masks, iou
 
 
-def _two_way_transformer(tr: nn.Module, image_embedding, image_pe, point_embedding):
-    """``TwoWayTransformer.forward`` (batch 1) with the reassociated cross-attentions."""
-    keys = image_embedding.flatten(2).permute(0, 2, 1)  # (1, N, C), N = h * w row-major
-    key_pe = image_pe.flatten(2).permute(0, 2, 1)
+def _two_way_transformer(tr: nn.Module, context: tuple, key_pe, point_embedding):
+    """``TwoWayTransformer.forward`` (batch 1): the first layer's cross-attentions from the
+    image context, the later ones reassociated."""
+    keys, cross_keys, cross_values, image_queries = context
     queries = point_embedding
-    for layer in tr.layers:
+    for i, layer in enumerate(tr.layers):
+        first = i == 0  # its image-side projections are in the context
+        k = None if first else keys + key_pe
         if layer.skip_first_layer_pe:
             queries = layer.self_attn(q=queries, k=queries, v=queries)
         else:
@@ -222,15 +271,64 @@ def _two_way_transformer(tr: nn.Module, image_embedding, image_pe, point_embeddi
             queries = queries + layer.self_attn(q=q, k=q, v=queries)
         queries = layer.norm1(queries)
         q = queries + point_embedding
-        k = keys + key_pe
-        queries = layer.norm2(queries + _attend_tokens_to_image(layer.cross_attn_token_to_image, q, k, keys))
+        if first:
+            attended = _attend_tokens_to_context(layer.cross_attn_token_to_image, q, cross_keys, cross_values)
+        else:
+            attended = _attend_tokens_to_image(layer.cross_attn_token_to_image, q, k, keys)
+        queries = layer.norm2(queries + attended)
         queries = layer.norm3(queries + layer.mlp(queries))
         q = queries + point_embedding
-        keys = layer.norm4(keys + _attend_image_to_tokens(layer.cross_attn_image_to_token, k, q, queries))
+        if first:
+            attended = _attend_context_to_tokens(layer.cross_attn_image_to_token, image_queries, q, queries)
+        else:
+            attended = _attend_image_to_tokens(layer.cross_attn_image_to_token, k, q, queries)
+        keys = layer.norm4(keys + attended)
     q = queries + point_embedding
     k = keys + key_pe
     queries = tr.norm_final_attn(queries + _attend_tokens_to_image(tr.final_attn_token_to_image, q, k, keys))
     return queries, keys
+
+
+def _attend_tokens_to_context(attn: nn.Module, q, cross_keys, cross_values):
+    """segment-anything's ``Attention(q, k, v)`` for T token queries over the N image tokens,
+    whose key and value projections are in the context (per head: (1, H, d, N), (1, H, N, d))."""
+    heads = attn.num_heads
+    t = q.shape[1]
+    d = cross_values.shape[-1]
+    q_h = attn.q_proj(q).reshape(1, t, heads, d).transpose(1, 2)  # (1, H, T, d)
+    weights = torch.softmax((q_h @ cross_keys) * (1.0 / math.sqrt(d)), dim=-1)  # (1, H, T, N)
+    out = (weights @ cross_values).transpose(1, 2).reshape(1, t, heads * d)
+    return attn.out_proj(out)
+
+
+def _attend_context_to_tokens(attn: nn.Module, image_queries, k, v):
+    """segment-anything's ``Attention(q, k, v)`` for the N image tokens, whose query projection
+    is in the context ((1, H, N, d)), over T token keys.
+
+    The output projection of the concatenated heads is sum_h A_h (V_h Wo_h) + bo, with Wo_h
+    head h's rows of Wo^T, as in :func:`_attend_image_to_tokens`.
+    """
+    heads = attn.num_heads
+    t = k.shape[1]
+    d = image_queries.shape[-1]
+    k_h = attn.k_proj(k).reshape(1, t, heads, d).permute(0, 2, 3, 1)  # (1, H, d, T)
+    v_h = attn.v_proj(v).reshape(1, t, heads, d).transpose(1, 2)  # (1, H, T, d)
+    weights = torch.softmax((image_queries @ k_h) * (1.0 / math.sqrt(d)), dim=-1)  # (1, H, N, T)
+    return _mix_heads(attn, weights.transpose(1, 2), v_h)
+
+
+def _mix_heads(attn: nn.Module, weights, v_h):
+    """``out_proj`` of the heads' attention outputs, for N queries over T tokens.
+
+    weights: (1, N, H, T) softmax rows; v_h: (1, H, T, d).  Computes sum_h A_h (V_h Wo_h) + bo
+    as one product with the (H*T, C) matrix of the V_h Wo_h.  The output bias is spread over
+    the heads (bo / H added to each V_h Wo_h): every head's weights sum to 1, so the sum over
+    heads adds bo once, without a pass over the N x C output.
+    """
+    heads, t = weights.shape[2], weights.shape[3]
+    wo = attn.out_proj.weight.t().reshape(heads, v_h.shape[-1], -1)  # (H, d, C)
+    projected = (v_h @ wo + attn.out_proj.bias / heads).reshape(1, heads * t, -1)  # (1, H*T, C)
+    return weights.reshape(1, -1, heads * t) @ projected
 
 
 def _per_head(linear: nn.Linear, heads: int) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -281,9 +379,7 @@ def _attend_image_to_tokens(attn: nn.Module, q, k, v):
     c = m.shape[2]
     logits = q @ m.permute(0, 2, 1, 3).reshape(1, c, heads * t) + offset.reshape(1, 1, heads * t)
     weights = torch.softmax(logits.reshape(1, -1, heads, t), dim=-1)  # (1, N, H, T)
-    wo = attn.out_proj.weight.t().reshape(heads, d, -1)  # (H, d, C)
-    projected = (v_h @ wo).reshape(1, heads * t, -1)  # (1, H*T, C)
-    return weights.reshape(1, -1, heads * t) @ projected + attn.out_proj.bias
+    return _mix_heads(attn, weights, v_h)
 
 
 def _upscale_tokens(upscaling: nn.Sequential, keys, hyper, size: tuple[int, int]):
@@ -297,11 +393,12 @@ def _upscale_tokens(upscaling: nn.Sequential, keys, hyper, size: tuple[int, int]
     conv1, norm, act1, conv2, act2 = upscaling
     h, w = size
     c1, c2 = conv1.weight.shape[1], conv2.weight.shape[1]
+    # Biases repeated per output position and added to the products (one fused Gemm each).
     w1 = conv1.weight.permute(0, 2, 3, 1).reshape(conv1.weight.shape[0], 4 * c1)  # (C, [a, b, out])
-    x = (keys @ w1).reshape(-1, 4, c1) + conv1.bias  # (N, 4, c1)
+    x = (keys @ w1 + conv1.bias.repeat(4)).reshape(-1, c1)  # (N * 4, c1)
     x = act1(F.layer_norm(x, (c1,), norm.weight, norm.bias, norm.eps))
     w2 = conv2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
-    x = act2((x.reshape(-1, c1) @ w2).reshape(-1, 4, c2) + conv2.bias)  # (N * 4, 4, c2)
+    x = act2(x @ w2 + conv2.bias.repeat(4)).reshape(-1, 4, c2)  # (N * 4, 4, c2)
     masks = x @ hyper.reshape(-1, 1)  # (N * 4, 4, 1): index [i, j, a, b, c, e]
     # Output pixel (4i + 2a + c, 4j + 2b + e).
     return masks.reshape(h, w, 2, 2, 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(1, 1, 4 * h, 4 * w)
@@ -343,19 +440,16 @@ class TorchMedSAM:
         embedding: np.ndarray,
         original_size: tuple[int, int],
         prompt: Prompt,
-        mask_input: np.ndarray | None = None,
     ) -> Prediction:
         """Like ``MedSAMDecoder.predict``, in torch."""
         pe, md = self.model.prompt_encoder, self.model.mask_decoder
-        points = boxes = masks = None
+        points = boxes = None
         if prompt.points:
             coords = apply_coords(np.array(prompt.points), original_size, self.spec)
             points = (torch.from_numpy(coords)[None], torch.tensor([prompt.labels], dtype=torch.float32))
         if prompt.box is not None:
             boxes = torch.from_numpy(apply_boxes(np.array([prompt.box]), original_size, self.spec))
-        if mask_input is not None:
-            masks = torch.from_numpy(np.asarray(mask_input, dtype=np.float32).reshape(1, 1, *MASK_INPUT_SIZE))
-        sparse, dense = pe(points=points, boxes=boxes, masks=masks)
+        sparse, dense = pe(points=points, boxes=boxes, masks=None)
         emb = torch.from_numpy(np.asarray(embedding, dtype=np.float32)).reshape(1, *EMBEDDING_SHAPE)
         low_res, iou = md(
             image_embeddings=emb,
@@ -435,7 +529,7 @@ def _export(
     os.chmod(work, 0o777 & ~umask)
     try:
         _export_encoder(reference, work / "encoder.onnx", opset)
-        _export_decoder(reference, work / "decoder.onnx", opset)
+        _export_decoder(reference, work / "context.onnx", work / "decoder.onnx", opset)
         manifest = _write_manifest(work, reference, opset, source, parity={}, export_seconds=0.0)
         figures = measure_parity(reference, manifest, images)
         figures["tolerances"] = dict(TOLERANCES)
@@ -456,17 +550,19 @@ def _export_encoder(reference: TorchMedSAM, path: Path, opset: int) -> None:
     _onnx_export(reference.model.image_encoder, (dummy,), path, [ENCODER_INPUT], [ENCODER_OUTPUT], None, opset)
 
 
-def _export_decoder(reference: TorchMedSAM, path: Path, opset: int) -> None:
-    graph = PromptDecoderGraph(reference.model.prompt_encoder, reference.model.mask_decoder).eval()
-    dummy = (
-        torch.randn(1, *EMBEDDING_SHAPE),
-        torch.tensor([[[10.0, 20.0], [30.0, 40.0], [100.0, 120.0]]]),
-        torch.tensor([[1.0, 2.0, 3.0]]),
-        torch.zeros(1, 1, *MASK_INPUT_SIZE),
-        torch.tensor([0.0]),
-    )
+def _export_decoder(reference: TorchMedSAM, context_path: Path, decoder_path: Path, opset: int) -> None:
+    pe, md = reference.model.prompt_encoder, reference.model.mask_decoder
+    context_graph = DecoderContextGraph(pe, md).eval()
+    embedding = torch.randn(1, *EMBEDDING_SHAPE)
+    _onnx_export(context_graph, (embedding,), context_path, list(CONTEXT_INPUTS), list(CONTEXT_OUTPUTS), None, opset)
+    with torch.no_grad():
+        context = context_graph(embedding)
+    decoder_graph = PromptDecoderGraph(pe, md, EMBEDDING_SHAPE[1:]).eval()
+    prompt = (torch.tensor([[[10.0, 20.0], [30.0, 40.0], [100.0, 120.0]]]), torch.tensor([[1.0, 2.0, 3.0]]))
     dynamic = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}
-    _onnx_export(graph, dummy, path, list(DECODER_INPUTS), list(DECODER_OUTPUTS), dynamic, opset)
+    _onnx_export(
+        decoder_graph, (*context, *prompt), decoder_path, list(DECODER_INPUTS), list(DECODER_OUTPUTS), dynamic, opset
+    )
 
 
 def _onnx_export(module, args, path: Path, inputs, outputs, dynamic_axes, opset: int) -> None:
@@ -493,6 +589,7 @@ def _write_manifest(
     work: Path, reference: TorchMedSAM, opset: int, source: dict, parity: dict, export_seconds: float
 ) -> Manifest:
     encoder = _model_file(work / "encoder.onnx")
+    context = _model_file(work / "context.onnx")
     decoder = _model_file(work / "decoder.onnx")
     manifest = Manifest(
         model_dir=work,
@@ -500,8 +597,9 @@ def _write_manifest(
         version=f"{reference.model_name}-{encoder.sha256[:12]}",
         preprocess=reference.spec,
         embedding_shape=EMBEDDING_SHAPE,
-        mask_input_size=MASK_INPUT_SIZE,
+        low_res_size=LOW_RES_SIZE,
         encoder=encoder,
+        context=context,
         decoder=decoder,
         opset=opset,
         versions=_versions(),
@@ -600,9 +698,9 @@ def verification_prompts(image: np.ndarray) -> list[Prompt]:
 def measure_parity(reference: TorchMedSAM, manifest: Manifest, images: list[np.ndarray]) -> dict:
     """onnxruntime (through ``MedSAMEncoder``/``MedSAMDecoder``) against torch on real images.
 
-    For each image: the embedding both ways; then for each of :func:`verification_prompts`
-    and one refinement (the first box again, with the first prediction as ``mask_input``),
-    the decoder alone on the torch embedding (logits) and end to end (mask, predicted IoU).
+    For each image: the embedding both ways; then for each of :func:`verification_prompts`,
+    the decoder (context and decoder graphs) alone on the torch embedding (logits), and end to
+    end (mask, predicted IoU).
 
     Returns the worst case over everything (see ``TOLERANCES`` for the meaning of each).
     """
@@ -618,16 +716,13 @@ def measure_parity(reference: TorchMedSAM, manifest: Manifest, images: list[np.n
         diff = float(np.abs(onnx_emb - torch_emb).max())
         emb_abs = max(emb_abs, diff)
         emb_rel = max(emb_rel, diff / max(float(np.abs(torch_emb).max()), 1e-12))
-        prompts = verification_prompts(image)
-        runs = [(p, None) for p in prompts]
-        first = reference.predict(torch_emb, size, prompts[0])
-        runs.append((prompts[0], first.low_res_logits))
-        for prompt, mask_input in runs:
-            ref = reference.predict(torch_emb, size, prompt, mask_input)
-            same_input = decoder.predict(torch_emb, size, prompt, mask_input)
+        torch_context, onnx_context = decoder.context(torch_emb), decoder.context(onnx_emb)
+        for prompt in verification_prompts(image):
+            ref = reference.predict(torch_emb, size, prompt)
+            same_input = decoder.predict(torch_context, size, prompt)
             scale = max(float(np.abs(ref.low_res_logits).max()), 1e-12)
             logit_rel = max(logit_rel, float(np.abs(same_input.low_res_logits - ref.low_res_logits).max()) / scale)
-            end_to_end = decoder.predict(onnx_emb, size, prompt, mask_input)
+            end_to_end = decoder.predict(onnx_context, size, prompt)
             agreement = min(agreement, float((end_to_end.mask == ref.mask).mean()))
             union = int((end_to_end.mask | ref.mask).sum())
             inter = int((end_to_end.mask & ref.mask).sum())

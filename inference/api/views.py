@@ -84,12 +84,19 @@ class TaskEmbeddingView(APIView):
 
 
 class ModelCurrentView(APIView):
-    """The model the server suggests with, and where a client gets its decoder."""
+    """The model the server suggests with, and where a client gets its decoder.
+
+    On the device: fetch a task's embedding, run the context graph on it once, then the decoder
+    graph for each prompt (see the manifest's ``io`` and the README).
+    """
 
     @extend_schema(responses={200: ModelSerializer})
     def get(self, request):
         manifest = services.model_manifest()
-        decoder_url = request.build_absolute_uri(f"/api/v1/models/decoders/{manifest.decoder.sha256}.onnx")
+
+        def url(entry):
+            return request.build_absolute_uri(f"/api/v1/models/decoders/{entry.sha256}.onnx")
+
         return Response(
             {
                 "model_version": manifest.version,
@@ -97,7 +104,10 @@ class ModelCurrentView(APIView):
                 "input_size": manifest.input_size,
                 "preprocess": {"input_size": manifest.preprocess.input_size, "mode": manifest.preprocess.mode},
                 "embedding_shape": list(manifest.embedding_shape),
-                "decoder_url": decoder_url,
+                "context_url": url(manifest.context),
+                "context_sha256": manifest.context.sha256,
+                "context_bytes": manifest.context.size,
+                "decoder_url": url(manifest.decoder),
                 "decoder_sha256": manifest.decoder.sha256,
                 "decoder_bytes": manifest.decoder.size,
             }
@@ -105,15 +115,16 @@ class ModelCurrentView(APIView):
 
 
 class DecoderDownloadView(APIView):
-    """The prompt decoder as ONNX, named by its SHA-256: immutable, cache it forever."""
+    """The context or decoder graph as ONNX, named by its SHA-256: immutable, cache it forever."""
 
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse()})
     def get(self, request, sha256: str):
         manifest = services.model_manifest()
-        if sha256 != manifest.decoder.sha256:
-            raise NotFound("this decoder is not served; see /api/v1/models/current")
+        entry = next((e for e in (manifest.context, manifest.decoder) if e.sha256 == sha256), None)
+        if entry is None:
+            raise NotFound("this graph is not served; see /api/v1/models/current")
         # FileResponse closes the file when the response is done.
-        response = FileResponse(open(manifest.decoder_path, "rb"), content_type="application/octet-stream")  # noqa: SIM115
+        response = FileResponse(open(manifest.model_dir / entry.name, "rb"), content_type="application/octet-stream")  # noqa: SIM115
         response["Cache-Control"] = "public, max-age=31536000, immutable"
-        response["ETag"] = f'"{manifest.decoder.sha256}"'
+        response["ETag"] = f'"{entry.sha256}"'
         return response

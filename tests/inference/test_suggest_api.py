@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import time
 from datetime import timedelta
 
@@ -19,6 +20,7 @@ from annotations.io.samples import sample_images
 from annotations.models import Annotation, GoldStandard
 from inference import services
 from inference.engine import rle
+from inference.engine.medsam import prompt_arrays
 from inference.models import ImageEmbedding
 from tests.conftest import client_for
 from tests.factories import UserFactory
@@ -188,6 +190,18 @@ def test_it_answers_503_before_the_model_is_exported(alice, task, settings, tmp_
     assert "export_medsam" in r.json()["error"]["message"]
 
 
+def test_it_answers_503_for_a_model_an_older_crowdseg_exported(alice, task, settings, tmp_path, medsam_model_dir):
+    old = tmp_path / "old-model"
+    old.mkdir()
+    manifest = json.loads((medsam_model_dir / "manifest.json").read_text())
+    (old / "manifest.json").write_text(json.dumps({**manifest, "format": 1}))
+    settings.CROWDSEG_MODEL_DIR = old
+    r = client_for(alice).post(f"/api/v1/tasks/{task.pk}/suggest", {"box": [1, 1, 20, 20]}, format="json")
+    assert r.status_code == 503
+    message = r.json()["error"]["message"]
+    assert "outdated" in message and "export_medsam" in message
+
+
 def test_suggestions_are_rate_limited_per_user(alice, ready_task, model, monkeypatch):
     from inference.api.views import SuggestThrottle
 
@@ -204,7 +218,7 @@ def test_on_device_embedding_is_compact_and_close_to_the_full_one(alice, ready_t
     assert r.status_code == 200
     payload = r.content
     assert len(payload) < 1.1 * 2**20  # int8: about 1 MiB instead of 4 MiB of float32
-    full = services.embedding_cache.get(ImageEmbedding.objects.get(image=ready_task.image)).astype(np.float32)
+    full = services.embedding_array(ImageEmbedding.objects.get(image=ready_task.image)).astype(np.float32)
     received = services.embedding_from_payload(payload)
     assert received.shape == full.shape
     assert np.abs(received - full).max() <= np.abs(full).max(axis=(1, 2)).max() / 127 + 1e-6
@@ -214,16 +228,38 @@ def test_on_device_embedding_is_compact_and_close_to_the_full_one(alice, ready_t
     assert client.get(f"/api/v1/tasks/{ready_task.pk}/embedding?encoding=bits").status_code == 400
 
 
-def test_clients_can_fetch_the_decoder_to_run_it_themselves(alice, model):
+def test_clients_can_fetch_the_decoder_to_run_it_themselves(alice, ready_task, model):
+    """The on-device flow: the two graphs and the int8 embedding, run as a phone would, give the
+    server's mask."""
     client = client_for(alice)
     info = client.get("/api/v1/models/current").json()
     assert info["model_version"] == model.version
-    r = client.get(info["decoder_url"])
-    assert r.status_code == 200
-    body = b"".join(r.streaming_content)
-    assert hashlib.sha256(body).hexdigest() == info["decoder_sha256"] and len(body) == info["decoder_bytes"]
-    assert "immutable" in r["Cache-Control"]
+    graphs = {}
+    for name in ("context", "decoder"):
+        r = client.get(info[f"{name}_url"])
+        assert r.status_code == 200 and "immutable" in r["Cache-Control"]
+        graphs[name] = b"".join(r.streaming_content)
+        assert hashlib.sha256(graphs[name]).hexdigest() == info[f"{name}_sha256"]
+        assert len(graphs[name]) == info[f"{name}_bytes"]
     assert client.get(f"/api/v1/models/decoders/{'0' * 64}.onnx").status_code == 404
+
+    import onnxruntime as ort
+
+    from inference.engine.medsam import CONTEXT_OUTPUTS, validate_prompt
+    from inference.engine.transforms import mask_from_low_res
+
+    context_graph, decoder_graph = (ort.InferenceSession(graphs[n]) for n in ("context", "decoder"))
+    embedding = services.embedding_from_payload(client.get(f"/api/v1/tasks/{ready_task.pk}/embedding").content)
+    context = dict(zip(CONTEXT_OUTPUTS, context_graph.run(None, {"image_embeddings": embedding[None]}), strict=True))
+    size = (ready_task.image.height, ready_task.image.width)
+    box = brain_box(ready_task)
+    coords, labels = prompt_arrays(validate_prompt(original_size=size, box=box), model.preprocess)
+    low_res, _ = decoder_graph.run(None, {**context, "point_coords": coords, "point_labels": labels})
+    on_device = mask_from_low_res(low_res, size, model.preprocess)
+    server = rle.decode(
+        client.post(f"/api/v1/tasks/{ready_task.pk}/suggest", {"box": box}, format="json").json()["rle"]
+    )
+    assert (on_device & server).sum() / (on_device | server).sum() > 0.97
 
 
 def test_initial_mask_is_none_without_anything_to_go_on(alice, ready_task, model):
@@ -271,7 +307,7 @@ def test_importing_queues_the_embedding_of_new_images(
     run_queued(queued)
     embedding = ImageEmbedding.objects.get(image=image)
     assert embedding.status == ImageEmbedding.Status.READY and embedding.encode_ms is not None
-    array = services.embedding_cache.get(embedding)
+    array = services.embedding_array(embedding)
     assert array.dtype == np.float16 and array.shape == tuple(model.embedding_shape)
 
 

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from annotations.io.samples import sample_images
-from inference.engine.medsam import Manifest
+from inference.engine.medsam import Manifest, ManifestOutdated
 
 
 class Command(BaseCommand):
@@ -30,10 +30,13 @@ class Command(BaseCommand):
             try:
                 manifest = Manifest.load(out)
                 manifest.verify_files()
+            except ManifestOutdated as exc:
+                self.stdout.write(f"the export in {out} is outdated ({exc}); exporting again")
             except (ValueError, OSError) as exc:
                 raise CommandError(f"{out} holds a broken export ({exc}); run again with --force") from None
-            self.stdout.write(f"model {manifest.version} already exported in {out}")
-            return
+            else:
+                self.stdout.write(f"model {manifest.version} already exported in {out}")
+                return
         checkpoint: Path | None = opts["checkpoint"]
         if checkpoint is not None and not checkpoint.is_file():
             raise CommandError(f"{checkpoint}: no such checkpoint file")
