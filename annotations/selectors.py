@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Exists, OuterRef, QuerySet
 
 from accounts.models import User
 from crowdseg.errors import Forbidden, NotFound
@@ -44,11 +44,28 @@ def task_get_for_researcher(*, user: User, task_id) -> Task:
 
 def task_get_for_suggestions(*, user: User, task_id) -> Task:
     """``task_get_for_player``, and Forbidden where the player's round shows this task without the
-    AI's help (the game withholds it on a share of tasks to measure how much it anchors players)."""
-    task = task_get_for_player(user=user, task_id=task_id)
-    if Task.objects.filter(pk=task.pk, round_tasks__round__player=user, round_tasks__suggestion_withheld=True).exists():
+    AI's help (the game withholds it on a share of tasks to measure how much it anchors players).
+
+    One query for a player (two for a researcher): suggestions are asked for as a finger drags.
+    """
+    mine = {"pk": OuterRef("pk"), "round_tasks__round__player": user}
+    task = (
+        Task.objects.select_related("image", "label_class__dataset")
+        .filter(pk=task_id)
+        .annotate(
+            played=Exists(Task.objects.filter(**mine)),
+            # One filter() call: the same round task must be the player's and withheld.
+            withheld=Exists(Task.objects.filter(**mine, round_tasks__suggestion_withheld=True)),
+        )
+        .first()
+    )
+    if task is None:
+        raise NotFound(f"task {task_id} not found")
+    if task.withheld:
         raise Forbidden("this task is played without the AI's suggestion", code="suggestion_withheld")
-    return task
+    if task.played or datasets_for_researcher(user=user).filter(pk=task.label_class.dataset_id).exists():
+        return task
+    raise NotFound(f"task {task_id} not found")
 
 
 def task_get_for_player(*, user: User, task_id) -> Task:

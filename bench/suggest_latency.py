@@ -5,7 +5,8 @@ box prompts to POST /api/v1/tasks/{id}/suggest on a cached embedding. Reports se
 the endpoint spends, from its answer) and round-trip time, next to, in this process:
 - encode per request: the encoder and the decoder for every prompt (what a naive integration does);
 - torch eager decoding: the same prompt decoded by the torch modules;
-- the ONNX decoder alone, and the encoder per image.
+- the ONNX decoder alone (from the image's kept context), the context per image, and the
+  encoder per image.
 
     .venv/bin/python bench/suggest_latency.py [--quick]
 """
@@ -109,9 +110,11 @@ def main() -> None:
     image = sample_images()[0]
     size = image.shape[:2]
     embedding = encoder.embed(image)
+    context = decoder.context(embedding)
     local_boxes = prompt_boxes[20 : 20 + (30 if args.quick else 200)]
     prompts_v = [validate_prompt(original_size=size, box=b) for b in local_boxes]
-    decoder_ms = [t for p in prompts_v for t in timed(lambda p=p: decoder.predict(embedding, size, p), 1)]
+    decoder_ms = [t for p in prompts_v for t in timed(lambda p=p: decoder.predict(context, size, p), 1)]
+    context_ms = timed(lambda: decoder.context(embedding), 10 if args.quick else 50)
     encoder_ms = timed(lambda: encoder.embed(image), 3 if args.quick else 10)
     naive_ms = [
         t
@@ -131,6 +134,7 @@ def main() -> None:
         "encoder_s_per_image": round(statistics.median(encoder_ms) / 1000, 3),
         "torch_eager_decode_p50_ms": round(statistics.median(torch_ms), 2),
         "onnx_decode_in_process_p50_ms": round(statistics.median(decoder_ms), 2),
+        "context_per_image_p50_ms": round(statistics.median(context_ms), 2),
         "encode_per_request_p50_ms": round(statistics.median(naive_ms), 1),
         "prompts": prompts,
         "model_version": manifest.version,
@@ -141,6 +145,7 @@ def main() -> None:
         ("suggest endpoint, server time", server_ms),
         ("suggest endpoint, round trip", roundtrip_ms),
         ("ONNX decoder alone (in process)", decoder_ms),
+        ("decoder context, once per image", context_ms),
         ("torch eager decoding (in process)", torch_ms),
         ("encode per request + decode (naive)", naive_ms),
         ("encoder per image", encoder_ms),

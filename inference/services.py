@@ -33,7 +33,6 @@ from inference.engine.medsam import (
     ManifestOutdated,
     MedSAMDecoder,
     MedSAMEncoder,
-    Prediction,
     dequantise_embedding,
     quantise_embedding,
     validate_prompt,
@@ -135,29 +134,29 @@ runtime = _Runtime()
 
 
 class _ContextCache:
-    """Decoder contexts (``MedSAMDecoder.context``, about 10 MB each) of recently prompted images.
+    """Decoder contexts (``MedSAMDecoder.context``, about 10 MB each) of recently prompted images,
+    by (image id, model version).
 
-    A miss reads the stored embedding and runs the context graph (a few milliseconds); a hit
-    saves that and about 2 ms of every prompt.  Keyed by the embedding's file, which names the
-    image and the model version.
+    A hit saves reading the embedding's row and file and running the context graph (a few
+    milliseconds together); an image's embedding for a model version never changes once ready.
     """
 
     def __init__(self) -> None:
-        self._items: OrderedDict[str, ImageContext] = OrderedDict()
+        self._items: OrderedDict[tuple[int, str], ImageContext] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, embedding: ImageEmbedding) -> ImageContext:
-        key = embedding.file.name
+    def get(self, key: tuple[int, str]) -> ImageContext | None:
         with self._lock:
-            if key in self._items:
+            context = self._items.get(key)
+            if context is not None:
                 self._items.move_to_end(key)
-                return self._items[key]
-        context = runtime.decoder().context(embedding_array(embedding))
+            return context
+
+    def put(self, key: tuple[int, str], context: ImageContext) -> None:
         with self._lock:
             self._items[key] = context
             while len(self._items) > max(settings.CROWDSEG_DECODER_CONTEXT_CACHE, 1):
                 self._items.popitem(last=False)
-        return context
 
     def clear(self) -> None:
         with self._lock:
@@ -278,19 +277,30 @@ def suggestion_make(
         prompt = validate_prompt(original_size=(image.height, image.width), box=box, points=points, labels=labels)
     except ValueError as exc:
         raise DomainError(f"invalid prompt: {exc}", code="invalid_prompt") from None
-    embedding = embedding_ready(image=image)
-    prediction = _decode(embedding, image, prompt)
+    context, version = _image_context(image)
+    prediction = runtime.decoder().predict(context, (image.height, image.width), prompt)
     return Suggestion(
         mask=prediction.mask,
         predicted_iou=float(prediction.iou),
-        model_version=embedding.model_version,
+        model_version=version,
         source="prompt",
         server_ms=(time.perf_counter() - started) * 1000,
     )
 
 
-def _decode(embedding: ImageEmbedding, image: Image, prompt) -> Prediction:
-    return runtime.decoder().predict(context_cache.get(embedding), (image.height, image.width), prompt)
+def _image_context(image: Image) -> tuple[ImageContext, str]:
+    """The decoder context of ``image`` for the current model, and the model version.
+
+    From memory when the image was prompted recently; otherwise from its READY embedding
+    (EmbeddingNotReady, 409, while it is being encoded).
+    """
+    version = model_manifest().version
+    key = (image.pk, version)
+    context = context_cache.get(key)
+    if context is None:
+        context = runtime.decoder().context(embedding_array(embedding_ready(image=image)))
+        context_cache.put(key, context)
+    return context, version
 
 
 def class_prior_box(*, task: Task) -> list[float] | None:

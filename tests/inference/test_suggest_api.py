@@ -131,6 +131,27 @@ def test_box_prompt_returns_a_mask_inside_the_box(alice, ready_task, model):
     assert "suggest;dur=" in r["Server-Timing"]
 
 
+def test_prompts_on_an_image_reuse_its_decoder_context(alice, ready_task, model, settings, dataset, queued):
+    """The first prompt on an image makes its context; later ones reuse it without touching the
+    embedding; the cache keeps only the images prompted most recently."""
+    services.context_cache.clear()
+    client = client_for(alice)
+    path = f"/api/v1/tasks/{ready_task.pk}/suggest"
+    first = client.post(path, {"box": brain_box(ready_task)}, format="json").json()
+    ImageEmbedding.objects.filter(image=ready_task.image).delete()  # a cached context needs no row
+    again = client.post(path, {"box": brain_box(ready_task)}, format="json")
+    assert again.status_code == 200 and again.json()["rle"] == first["rle"]
+    assert services.context_cache.get((ready_task.image.pk, model.version)) is not None
+
+    settings.CROWDSEG_DECODER_CONTEXT_CACHE = 1
+    other = import_png(dataset, png_of(np.flipud(sample_images()[0])), name="flipped.png").tasks.get()
+    services.embedding_compute(embedding_id=services.embedding_request(image=other.image).pk)
+    assert client.post(f"/api/v1/tasks/{other.pk}/suggest", {"box": [5, 5, 60, 60]}, format="json").status_code == 200
+    assert services.context_cache.get((ready_task.image.pk, model.version)) is None
+    assert services.context_cache.get((other.image.pk, model.version)) is not None
+    assert client.post(path, {"box": brain_box(ready_task)}, format="json").status_code == 409  # re-queued
+
+
 def test_points_refine_a_box(alice, ready_task, model):
     box = brain_box(ready_task)
     centre = [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]
