@@ -12,6 +12,7 @@ import io
 import logging
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
@@ -133,26 +134,30 @@ class _Runtime:
 runtime = _Runtime()
 
 
+# (image id, model version, context graph SHA-256): an image's embedding never changes for a model
+# version once ready, and a context is only valid for the graph that made it.
+ContextKey = tuple[uuid.UUID, str, str]
+
+
 class _ContextCache:
-    """Decoder contexts (``MedSAMDecoder.context``, about 10 MB each) of recently prompted images,
-    by (image id, model version).
+    """Decoder contexts (``MedSAMDecoder.context``, about 10 MB each) of recently prompted images.
 
     A hit saves reading the embedding's row and file and running the context graph (a few
-    milliseconds together); an image's embedding for a model version never changes once ready.
+    milliseconds together).
     """
 
     def __init__(self) -> None:
-        self._items: OrderedDict[tuple[int, str], ImageContext] = OrderedDict()
+        self._items: OrderedDict[ContextKey, ImageContext] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[int, str]) -> ImageContext | None:
+    def get(self, key: ContextKey) -> ImageContext | None:
         with self._lock:
             context = self._items.get(key)
             if context is not None:
                 self._items.move_to_end(key)
             return context
 
-    def put(self, key: tuple[int, str], context: ImageContext) -> None:
+    def put(self, key: ContextKey, context: ImageContext) -> None:
         with self._lock:
             self._items[key] = context
             while len(self._items) > max(settings.CROWDSEG_DECODER_CONTEXT_CACHE, 1):
@@ -294,13 +299,13 @@ def _image_context(image: Image) -> tuple[ImageContext, str]:
     From memory when the image was prompted recently; otherwise from its READY embedding
     (EmbeddingNotReady, 409, while it is being encoded).
     """
-    version = model_manifest().version
-    key = (image.pk, version)
+    manifest = model_manifest()
+    key = (image.pk, manifest.version, manifest.context.sha256)
     context = context_cache.get(key)
     if context is None:
         context = runtime.decoder().context(embedding_array(embedding_ready(image=image)))
         context_cache.put(key, context)
-    return context, version
+    return context, manifest.version
 
 
 def class_prior_box(*, task: Task) -> list[float] | None:

@@ -141,15 +141,48 @@ def test_prompts_on_an_image_reuse_its_decoder_context(alice, ready_task, model,
     ImageEmbedding.objects.filter(image=ready_task.image).delete()  # a cached context needs no row
     again = client.post(path, {"box": brain_box(ready_task)}, format="json")
     assert again.status_code == 200 and again.json()["rle"] == first["rle"]
-    assert services.context_cache.get((ready_task.image.pk, model.version)) is not None
+    assert services.context_cache.get((ready_task.image.pk, model.version, model.context.sha256)) is not None
 
     settings.CROWDSEG_DECODER_CONTEXT_CACHE = 1
     other = import_png(dataset, png_of(np.flipud(sample_images()[0])), name="flipped.png").tasks.get()
     services.embedding_compute(embedding_id=services.embedding_request(image=other.image).pk)
     assert client.post(f"/api/v1/tasks/{other.pk}/suggest", {"box": [5, 5, 60, 60]}, format="json").status_code == 200
-    assert services.context_cache.get((ready_task.image.pk, model.version)) is None
-    assert services.context_cache.get((other.image.pk, model.version)) is not None
+    assert services.context_cache.get((ready_task.image.pk, model.version, model.context.sha256)) is None
+    assert services.context_cache.get((other.image.pk, model.version, model.context.sha256)) is not None
     assert client.post(path, {"box": brain_box(ready_task)}, format="json").status_code == 409  # re-queued
+
+
+def test_a_new_context_graph_for_the_same_model_version_makes_new_contexts(
+    alice, ready_task, model, settings, tmp_path, monkeypatch
+):
+    """Contexts kept from one context graph are not fed to another export of the same model."""
+    import shutil
+
+    import onnx
+
+    from inference.engine.medsam import MedSAMDecoder
+
+    services.context_cache.clear()
+    client = client_for(alice)
+    path, box = f"/api/v1/tasks/{ready_task.pk}/suggest", {"box": brain_box(ready_task)}
+    assert client.post(path, box, format="json").status_code == 200
+    copy = tmp_path / "re-exported"
+    shutil.copytree(model.model_dir, copy)
+    graph = onnx.load(str(copy / "context.onnx"))
+    graph.doc_string = "exported again"
+    onnx.save(graph, str(copy / "context.onnx"))
+    raw = (copy / "context.onnx").read_bytes()
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["context"].update(sha256=hashlib.sha256(raw).hexdigest(), bytes=len(raw))
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    settings.CROWDSEG_MODEL_DIR = copy
+    assert services.model_manifest().version == model.version  # same encoder: embeddings still valid
+    made = []
+    original = MedSAMDecoder.context
+    monkeypatch.setattr(MedSAMDecoder, "context", lambda self, emb: made.append(1) or original(self, emb))
+    assert client.post(path, box, format="json").status_code == 200
+    assert client.post(path, box, format="json").status_code == 200
+    assert made == [1]
 
 
 def test_points_refine_a_box(alice, ready_task, model):
