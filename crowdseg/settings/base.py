@@ -102,7 +102,17 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env("REDIS_URL") or ""
 
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # One pool per process (see crowdseg.cache), large enough for every request thread.
+            "OPTIONS": {
+                "pool_class": "crowdseg.cache.ProcessConnectionPool",
+                "max_connections": env_int("REDIS_MAX_CONNECTIONS", 1000),
+            },
+        }
+    }
     # redis-py caps a pool at 100 connections, and every socket's join borrows one: a burst of
     # players opening the app would get "Too many connections".
     CHANNEL_LAYERS = {
