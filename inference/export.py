@@ -202,8 +202,8 @@ class PromptDecoderGraph(nn.Module):
     (``transforms.mask_from_low_res``), so one graph serves every image size.
 
     The same function as ``MaskDecoder.predict_masks``, computed in fewer operations (masks
-    identical to torch's in the exporter's parity check; 14.7 ms against 18.8 ms for the
-    previous one-graph form, in process on 2 Xeon cores):
+    identical to torch's in the exporter's parity check; about 13.5 ms in process on 2 Xeon
+    cores, against 18.8 ms for the previous one-graph form in the same session):
 
     * The first layer's cross-attentions start from the projections of the image tokens in
       the context (:class:`DecoderContextGraph`), made once per image.
@@ -213,6 +213,8 @@ class PromptDecoderGraph(nn.Module):
       :func:`_attend_tokens_to_image` and :func:`_attend_image_to_tokens`): each costs
       N x 256 x 8T instead, 2.3 times fewer operations for a box; the break-even is 16 tokens
       (box + 9 points).
+    * The final token-to-image attention is computed for the two tokens read after it (the IoU
+      token and mask token 0) only.
     * The two 2 x 2 stride-2 transposed convolutions of ``output_upscaling`` map each pixel to
       its own 2 x 2 block, so they run as matrix products on the image tokens with the
       LayerNorm2d as a plain LayerNormalization, and a single pixel shuffle at the end
@@ -259,7 +261,8 @@ class PromptDecoderGraph(nn.Module):
 
 def _two_way_transformer(tr: nn.Module, context: tuple, key_pe, point_embedding):
     """``TwoWayTransformer.forward`` (batch 1): the first layer's cross-attentions from the
-    image context, the later ones reassociated."""
+    image context, the later ones reassociated.  Returns the first two output tokens (IoU token,
+    mask token 0) and the image tokens."""
     keys, cross_keys, cross_values, image_queries = context
     queries = point_embedding
     for i, layer in enumerate(tr.layers):
@@ -284,7 +287,10 @@ def _two_way_transformer(tr: nn.Module, context: tuple, key_pe, point_embedding)
         else:
             attended = _attend_image_to_tokens(layer.cross_attn_image_to_token, k, q, queries)
         keys = layer.norm4(keys + attended)
-    q = queries + point_embedding
+    # Only the IoU token and mask token 0 are read after the final attention (MedSAM's single
+    # mask), and its query rows are independent: the other tokens' rows are not computed.
+    queries = queries[:, :2]
+    q = queries + point_embedding[:, :2]
     k = keys + key_pe
     queries = tr.norm_final_attn(queries + _attend_tokens_to_image(tr.final_attn_token_to_image, q, k, keys))
     return queries, keys
