@@ -43,10 +43,12 @@ def task_get_for_researcher(*, user: User, task_id) -> Task:
 
 
 def task_get_for_suggestions(*, user: User, task_id) -> Task:
-    """``task_get_for_player``, and Forbidden where the player's round shows this task without the
-    AI's help (the game withholds it on a share of tasks to measure how much it anchors players).
+    """A task ``user`` may ask suggestions for (and see the initial mask and embedding of), or
+    NotFound; Forbidden where the player's round shows it without the AI's help (the game
+    withholds it on a share of tasks to measure how much it anchors players).
 
-    One query for a player (two for a researcher): suggestions are asked for as a finger drags.
+    Players reach a task through one of their game rounds; researchers reach their datasets'
+    tasks.  One query for a player (two for a researcher): suggestions come as a finger drags.
     """
     mine = {"pk": OuterRef("pk"), "round_tasks__round__player": user}
     task = (
@@ -66,18 +68,3 @@ def task_get_for_suggestions(*, user: User, task_id) -> Task:
     if task.played or datasets_for_researcher(user=user).filter(pk=task.label_class.dataset_id).exists():
         return task
     raise NotFound(f"task {task_id} not found")
-
-
-def task_get_for_player(*, user: User, task_id) -> Task:
-    """A task ``user`` may work on (ask suggestions for, see the initial mask of), or NotFound.
-
-    Players reach a task through one of their game rounds; researchers reach their datasets' tasks.
-    """
-    task = (
-        Task.objects.select_related("image", "label_class__dataset")
-        .filter(pk=task_id, round_tasks__round__player=user)
-        .first()
-    )
-    if task is not None:
-        return task
-    return task_get_for_researcher(user=user, task_id=task_id)

@@ -282,30 +282,29 @@ def suggestion_make(
         prompt = validate_prompt(original_size=(image.height, image.width), box=box, points=points, labels=labels)
     except ValueError as exc:
         raise DomainError(f"invalid prompt: {exc}", code="invalid_prompt") from None
-    context, version = _image_context(image)
-    prediction = runtime.decoder().predict(context, (image.height, image.width), prompt)
+    decoder = runtime.decoder()
+    prediction = decoder.predict(_image_context(image, decoder), (image.height, image.width), prompt)
     return Suggestion(
         mask=prediction.mask,
         predicted_iou=float(prediction.iou),
-        model_version=version,
+        model_version=decoder.manifest.version,
         source="prompt",
         server_ms=(time.perf_counter() - started) * 1000,
     )
 
 
-def _image_context(image: Image) -> tuple[ImageContext, str]:
-    """The decoder context of ``image`` for the current model, and the model version.
+def _image_context(image: Image, decoder: MedSAMDecoder) -> ImageContext:
+    """The context of ``image`` for ``decoder`` (the current model's).
 
     From memory when the image was prompted recently; otherwise from its READY embedding
     (EmbeddingNotReady, 409, while it is being encoded).
     """
-    manifest = model_manifest()
-    key = (image.pk, manifest.version, manifest.context.sha256)
+    key = (image.pk, decoder.manifest.version, decoder.manifest.context.sha256)
     context = context_cache.get(key)
     if context is None:
-        context = runtime.decoder().context(embedding_array(embedding_ready(image=image)))
+        context = decoder.context(embedding_array(embedding_ready(image=image)))
         context_cache.put(key, context)
-    return context, manifest.version
+    return context
 
 
 def class_prior_box(*, task: Task) -> list[float] | None:
@@ -382,7 +381,7 @@ EMBEDDING_FORMATS = {"int8": 1, "float16": 2}
 
 def embedding_payload(embedding: ImageEmbedding, fmt: str) -> bytes:
     """The embedding in the compact binary form documented on ``TaskEmbeddingView``."""
-    array = embedding_array(embedding).astype(np.float32)
+    array = embedding_array(embedding)  # float16, as stored
     channels, height, width = array.shape
     header = b"CSEMB1" + bytes([EMBEDDING_FORMATS[fmt], 0]) + np.array(array.shape, "<u4").tobytes()
     if fmt == "float16":

@@ -69,7 +69,7 @@ class CampaignJoinView(APIView):
         params = JoinSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         services.campaign_join(player=request.user, campaign=campaign, **params.validated_data)
-        campaign = selectors.campaign_get_for_player(user=request.user, campaign_id=campaign_id)
+        campaign.joined, campaign.player_count = True, campaign.members.count()  # what the join changed
         return Response(_campaign_data(campaign, request.user))
 
 

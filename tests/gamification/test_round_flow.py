@@ -58,7 +58,9 @@ def test_researcher_creates_a_campaign_and_volunteers_list_and_join_it(alice, pl
     assert {c["name"] for c in listed} >= {"Find the lesions"}
     assert all("gold_rate" not in c and "invite_code" not in c for c in listed)
     joined = client_for(player).post(f"/api/v1/campaigns/{created.json()['id']}/join", {}, format="json")
-    assert joined.json()["joined"] is True
+    assert joined.json()["joined"] is True and joined.json()["player_count"] == 1
+    again = client_for(player).post(f"/api/v1/campaigns/{created.json()['id']}/join", {}, format="json")
+    assert again.json()["joined"] is True and again.json()["player_count"] == 1  # joining is idempotent
 
     refused = client_for(player).post("/api/v1/campaigns", body, format="json")
     assert refused.status_code == 403
