@@ -3,15 +3,17 @@
 Apps add WebSocket routes to ``websocket_urlpatterns`` in ``crowdseg/routing.py``.
 """
 
+import gc
 import os
 
-from django.core.asgi import get_asgi_application
+from .http_handler import http_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crowdseg.settings.local")
-django_asgi_app = get_asgi_application()  # before importing anything that touches models
+django_asgi_app = http_application()  # before importing anything that touches models
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import get_resolver  # noqa: E402
 
 from .routing import websocket_urlpatterns  # noqa: E402
 from .ws_auth import authenticated  # noqa: E402
@@ -22,3 +24,11 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(authenticated(URLRouter(websocket_urlpatterns))),
     }
 )
+
+
+# What is loaded by now (Django, the apps, every view the URLconf imports) lives as long as the
+# process. Frozen, it is left out of the collector's full passes, which otherwise walked it all
+# (~190,000 objects) and stalled every request in the process for 120-200 ms, several times a minute
+# under load (bench/game_load.py).
+_ = get_resolver().url_patterns  # import the views now rather than on a first request
+gc.freeze()

@@ -139,35 +139,44 @@ def round_start(*, player: User, campaign: Campaign, now: datetime | None = None
 
     The caller checks membership (``selectors.campaign_get_for_member``). Gold checks are mixed in
     at ``scoring.gold_rate_for`` and the order shuffled. Raises Conflict outside the campaign's dates
-    or when nothing is left.
+    or when nothing is left. The player's rounds that ran out unfinished go to the worker to settle
+    (``round_settle``), not into this request: settling scores every submission of a round.
     """
     now = now or timezone.now()
     _campaign_open(campaign, now)
-    rounds_settle_expired(player=player, now=now)
+    _rounds_settle_later(player=player, now=now)
     rng = random.Random(seed)
     stats = PlayerStats.objects.filter(player=player).first()
     rate = scoring.gold_rate_for(
         campaign.gold_rate, stats.golds_settled if stats else 0, stats.mean_gold_quality if stats else None
     )
-    tasks = Task.objects.filter(label_class__in=campaign.label_classes.all())
-    seen_images = RoundTask.objects.filter(round__player=player, task__image__dataset=campaign.dataset).values(
-        "task__image"
-    )
-    fresh = tasks.exclude(image__in=seen_images)
-    gold_ids = list(fresh.filter(gold__isnull=False).values_list("id", "image_id"))
-    rng.shuffle(gold_ids)
-    ordinary = [
-        Candidate(
-            task_id=row["id"],
-            image_id=row["image_id"],
-            assigned=row["assigned"],
-            gain=1.0 if row["fused__gain"] is None else row["fused__gain"],
-            settled=bool(row["fused__settled"]),
-        )
-        for row in fresh.filter(gold__isnull=True)
+    # One query for every task on an image the player never had (images of other datasets cannot
+    # match, so the player's round tasks need no dataset filter).
+    seen_images = RoundTask.objects.filter(round__player=player).values("task__image_id")
+    rows = (
+        Task.objects.filter(label_class__in=campaign.label_classes.all())
+        .exclude(image__in=seen_images)
         .annotate(assigned=Count("round_tasks"))
-        .values("id", "image_id", "assigned", "fused__gain", "fused__settled")
-    ]
+        .values("id", "image_id", "assigned", "gold__id", "fused__gain", "fused__settled")
+    )
+    gold_ids, ordinary = [], []
+    for row in rows:
+        if row["gold__id"] is not None:
+            gold_ids.append((row["id"], row["image_id"]))
+            continue
+        ordinary.append(
+            Candidate(
+                task_id=row["id"],
+                image_id=row["image_id"],
+                assigned=row["assigned"],
+                gain=1.0 if row["fused__gain"] is None else row["fused__gain"],
+                settled=bool(row["fused__settled"]),
+            )
+        )
+    # Row order is the database's: sort before drawing so a seed gives the same round anywhere.
+    gold_ids.sort(key=lambda ids: str(ids[0]))
+    ordinary.sort(key=lambda c: str(c.task_id))
+    rng.shuffle(gold_ids)
     ranker = import_string(settings.GAME_TASK_RANKER)
     ordinary = ranker(campaign, ordinary, rng)
 
@@ -212,17 +221,26 @@ def round_is_over(game_round: Round, now: datetime) -> bool:
     return game_round.completed_at is not None or now >= game_round.expires_at
 
 
-def rounds_settle_expired(*, player: User | None = None, now: datetime | None = None) -> int:
-    """Settle rounds that are over but not settled yet (all players', or one's). Safe to run twice."""
+def rounds_settle_expired(*, now: datetime | None = None) -> int:
+    """Settle every round that is over but not settled yet (celery beat). Safe to run twice."""
     now = now or timezone.now()
     rounds = Round.objects.filter(settled=False).filter(Q(completed_at__isnull=False) | Q(expires_at__lte=now))
-    if player is not None:
-        rounds = rounds.filter(player=player)
     count = 0
     for game_round in rounds.select_related("campaign"):
         round_settle(game_round=game_round, now=now)
         count += 1
     return count
+
+
+def _rounds_settle_later(*, player: User, now: datetime) -> None:
+    """Hand the player's rounds that ran out unfinished to the worker once this transaction commits.
+    (A completed round was handed over by its last submission; the periodic
+    ``rounds_settle_expired`` catches anything else, this only settles sooner.)"""
+    from . import tasks  # the Celery tasks import this module
+
+    expired = Round.objects.filter(player=player, settled=False, completed_at__isnull=True, expires_at__lte=now)
+    for round_id in expired.values_list("pk", flat=True):
+        transaction.on_commit(lambda round_id=round_id: tasks.round_settle.delay(str(round_id)))
 
 
 # -- submissions -------------------------------------------------------------------------------

@@ -82,7 +82,7 @@ class RoundCreateView(APIView):
     def post(self, request, campaign_id: int):
         campaign = selectors.campaign_get_for_member(user=request.user, campaign_id=campaign_id)
         game_round = services.round_start(player=request.user, campaign=campaign)
-        game_round = selectors.round_get_for_player(user=request.user, round_id=game_round.id)
+        game_round = selectors.round_with_tasks(game_round=game_round)
         return Response(round_data(game_round, request, None), status=201)
 
 

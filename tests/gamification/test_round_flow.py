@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
+from gamification import services, tasks
 from gamification.models import LeaderboardEntry, PlayerStats, Round, Submission
 from tests.conftest import client_for
 from tests.factories import UserFactory
@@ -175,3 +178,33 @@ def test_a_campaign_can_withhold_the_suggestion(alice, player):
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "suggestion_withheld"
     assert client.get(f"/api/v1/tasks/{task['id']}/embedding").status_code == 403
     assert client.get(f"/api/v1/tasks/{task['id']}/initial-mask").status_code == 403
+
+
+def test_a_round_that_ran_out_is_settled_by_the_worker_after_the_next_round_starts(
+    game, player, django_capture_on_commit_callbacks, monkeypatch
+):
+    client = client_for(player)
+    first = join_and_start(client, game.campaign)
+    submit(client, first["id"], first["tasks"][0]["id"], submission_body(near_gold(0)))
+    Round.objects.filter(pk=first["id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
+    handed_over = []
+    monkeypatch.setattr(tasks.round_settle, "delay", lambda round_id: handed_over.append(round_id))
+    with django_capture_on_commit_callbacks(execute=True):
+        second = client.post(f"/api/v1/campaigns/{game.campaign.pk}/rounds")
+    assert second.status_code == 201
+    # Not settled inside the request: handed to the worker once the new round committed.
+    assert handed_over == [first["id"]] and not Round.objects.get(pk=first["id"]).settled
+    monkeypatch.undo()
+    tasks.round_settle.delay(first["id"])  # the worker's turn (in process here)
+    assert Round.objects.get(pk=first["id"]).settled
+    assert client.get(f"/api/v1/rounds/{first['id']}").json()["settled"]
+
+
+def test_the_same_seed_draws_the_same_round(game, player):
+    services.campaign_join(player=player, campaign=game.campaign)
+    rounds = []
+    for _ in range(2):
+        game_round = services.round_start(player=player, campaign=game.campaign, seed=7)
+        rounds.append([(rt.task_id, rt.is_gold, rt.suggestion_withheld) for rt in game_round.round_tasks.all()])
+        game_round.delete()
+    assert rounds[0] == rounds[1] and len(rounds[0]) == 4
