@@ -31,7 +31,7 @@ import numpy as np
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, F, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -269,14 +269,17 @@ def submission_submit(
     if not IDEMPOTENCY_KEY.match(idempotency_key):
         raise DomainError("Idempotency-Key must be 8-64 of A-Z a-z 0-9 _ . : -", code="idempotency_key_invalid")
     request_sha = _request_sha(round_id, task_id, data)
-    existing = Submission.objects.filter(player=player, idempotency_key=idempotency_key).first()
-    if existing is not None:
-        return _replay(existing, request_sha)
+    keyed = Submission.objects.filter(player=player, idempotency_key=idempotency_key)
+    # The round task and whether this key was used before, in one query.
     round_task = (
         RoundTask.objects.select_related("round__campaign", "task__image")
         .filter(round_id=round_id, round__player=player, task_id=task_id)
+        .annotate(keyed_submission=Subquery(keyed.values("pk")[:1]))
         .first()
     )
+    used = round_task.keyed_submission if round_task is not None else keyed.values_list("pk", flat=True).first()
+    if used is not None:
+        return _replay(Submission.objects.get(pk=used), request_sha)
     if round_task is None:
         raise NotFound("no such task in your rounds")
     image = round_task.task.image
@@ -285,12 +288,19 @@ def submission_submit(
     mask_sha = hashlib.sha256(json.dumps(encoded, sort_keys=True).encode()).hexdigest()
     try:
         with transaction.atomic():
-            list(RoundTask.objects.select_for_update().filter(pk=round_task.pk).values_list("pk", flat=True))
-            # Under the lock: a concurrent duplicate that got here first is replayed, anything else refused.
-            earlier = Submission.objects.filter(round_task=round_task).first()
-            if earlier is not None:
-                if earlier.idempotency_key == idempotency_key:
-                    return _replay(earlier, request_sha)
+            # Lock the round task and read the key of any submission it has, in one query. Under the
+            # lock: a concurrent duplicate that got here first is replayed, anything else refused.
+            earlier = Submission.objects.filter(round_task=OuterRef("pk")).values("idempotency_key")
+            earlier_key = (
+                RoundTask.objects.select_for_update()
+                .filter(pk=round_task.pk)
+                .annotate(earlier_key=Subquery(earlier))
+                .values_list("earlier_key", flat=True)
+                .get()
+            )
+            if earlier_key == idempotency_key:
+                return _replay(Submission.objects.get(round_task=round_task), request_sha)
+            if earlier_key is not None:
                 raise Conflict("this task of your round already has a submission", code="already_submitted")
             submission = _submission_store(
                 player, round_task, data, idempotency_key, request_sha, mask, encoded, mask_sha, now

@@ -195,7 +195,7 @@ def test_a_round_that_ran_out_is_settled_by_the_worker_after_the_next_round_star
     # Not settled inside the request: handed to the worker once the new round committed.
     assert handed_over == [first["id"]] and not Round.objects.get(pk=first["id"]).settled
     monkeypatch.undo()
-    tasks.round_settle.delay(first["id"])  # the worker's turn (in process here)
+    tasks.round_settle(first["id"])  # what the worker runs (called in process here)
     assert Round.objects.get(pk=first["id"]).settled
     assert client.get(f"/api/v1/rounds/{first['id']}").json()["settled"]
 
