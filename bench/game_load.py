@@ -1,9 +1,9 @@
 """Simulated volunteers play the game against the real stack: daphne, PostgreSQL, Redis, a Celery worker.
 
 Each volunteer is one keep-alive HTTP connection plus one open game WebSocket (as the phone app
-keeps them). Volunteers arrive at random over the first quarter of the run; each joins the
-campaign, asks for rounds, "draws" each task for a random think time (3-10 s: a quick player who
-boxes and accepts), submits with an Idempotency-Key, and now and then re-sends the same request
+keeps them). Volunteers arrive at random over the first quarter of the run and open both then;
+each joins the campaign, asks for rounds, "draws" each task for a random think time (3-10 s: a
+quick player who boxes and accepts), submits with an Idempotency-Key, and now and then re-sends the same request
 as a phone on a flaky network would. Reported: sustained submits/s, p50/p95 of next-round and
 submit, errors, live events received, and submissions made vs stored (they must be equal: nothing
 lost, nothing duplicated).
@@ -96,6 +96,7 @@ class Tally:
     next_round_ms: list[float] = field(default_factory=list)
     leaderboard_ms: list[float] = field(default_factory=list)
     submit_ms: list[float] = field(default_factory=list)
+    socket_open_ms: list[float] = field(default_factory=list)
     made: set = field(default_factory=set)  # (round, task) answered 201 the first time
     replays_sent: int = 0
     replays_identical: int = 0
@@ -128,12 +129,16 @@ def mask_for(width: int, height: int, rng: random.Random) -> dict:
 
 async def volunteer(port, token, campaign, deadline, ramp, think, retry_share, tally: Tally, seed: int) -> None:
     rng = random.Random(seed)
+    # Players open the app over the first part of the run; the app opens its socket then.
+    await asyncio.sleep(rng.uniform(0, ramp))
     headers = {"X-Session-Token": token}
     http = HttpClient("127.0.0.1", port, headers)
     try:
+        started = time.perf_counter()
         socket = await WebSocket.open(
             "127.0.0.1", port, "/ws/v1/play", {**headers, "Origin": f"http://127.0.0.1:{port}"}
         )
+        tally.socket_open_ms.append((time.perf_counter() - started) * 1000)
     except (ConnectionError, OSError, asyncio.IncompleteReadError) as exc:
         tally.error(f"websocket {type(exc).__name__}: {str(exc)[:60]}")
         socket = None
@@ -149,7 +154,6 @@ async def volunteer(port, token, campaign, deadline, ramp, think, retry_share, t
             tally.events[event.get("type")] = tally.events.get(event.get("type"), 0) + 1
 
     listener = asyncio.create_task(listen())
-    await asyncio.sleep(rng.uniform(0, ramp))  # players open the app over the first part of the run
     status, _, _ = await http.request("POST", f"/api/v1/campaigns/{campaign}/join", {})
     if status != 200:
         tally.error(f"join {status}")
@@ -308,6 +312,7 @@ def main() -> None:
         "next_round_p95_ms": round(percentile(tally.next_round_ms, 95), 1),
         "submit_p50_ms": round(percentile(tally.submit_ms, 50), 1),
         "submit_p95_ms": round(percentile(tally.submit_ms, 95), 1),
+        "socket_open_p95_ms": round(percentile(tally.socket_open_ms, 95), 1),
         "leaderboard_players": fillers + volunteers,
         "leaderboard_p50_ms": round(percentile(tally.leaderboard_ms, 50), 1),
         "leaderboard_p95_ms": round(percentile(tally.leaderboard_ms, 95), 1),
@@ -333,6 +338,7 @@ def main() -> None:
         f"{'leaderboard p50 / p95':<22}{summary['leaderboard_p50_ms']} / {summary['leaderboard_p95_ms']} ms"
         f" ({summary['leaderboard_players']:,} players)"
     )
+    print(f"{'socket open p95':<22}{summary['socket_open_p95_ms']} ms")
     print(f"{'made / stored':<22}{submitted} / {stored['submissions']} (annotations {stored['annotations']})")
     print(f"{'replays identical':<22}{tally.replays_identical} of {tally.replays_sent}")
     print(f"{'errors':<22}{summary['errors']} {tally.errors or ''}")

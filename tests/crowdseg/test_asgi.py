@@ -80,11 +80,14 @@ def test_the_application_serves_http_with_the_one_hop_handler():
 
 def test_the_server_keeps_its_startup_heap_out_of_full_collections():
     # In a fresh interpreter, as a server process starts: freezing this test process would be wrong.
-    code = "import gc, sys, crowdseg.asgi; print(gc.get_freeze_count(), 'gamification.api.views' in sys.modules)"
+    code = (
+        "import gc, sys, crowdseg.asgi;"
+        "print(gc.get_freeze_count(), 'gamification.api.views' in sys.modules, gc.get_threshold()[0])"
+    )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "crowdseg.settings.test")}
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    frozen, views_loaded = result.stdout.split()
-    assert int(frozen) > 50_000 and views_loaded == "True"
+    frozen, views_loaded, youngest = result.stdout.split()
+    assert int(frozen) > 50_000 and views_loaded == "True" and int(youngest) == 7000
