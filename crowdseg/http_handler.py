@@ -3,7 +3,7 @@
 Our middleware and views are synchronous. Django's ``ASGIHandler`` builds the middleware chain for
 async mode, so every synchronous piece of it (WhiteNoise, each ``MiddlewareMixin``'s
 ``process_request`` and ``process_response``, the view) is its own hop from the event loop to the
-request thread and back: about a dozen per request. Each hop waits for the event loop, which under
+request thread and back: 16 for a plain API read. Each hop waits for the event loop, which under
 load is busy with every other connection, so the hops, not the work, made up much of a request's time.
 
 ``SyncChainHandler`` builds the chain as under WSGI and runs it in one ``sync_to_async`` hop, on the
