@@ -31,7 +31,7 @@ import numpy as np
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, F, Q, Subquery, Sum
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -288,19 +288,14 @@ def submission_submit(
     mask_sha = hashlib.sha256(json.dumps(encoded, sort_keys=True).encode()).hexdigest()
     try:
         with transaction.atomic():
-            # Lock the round task and read the key of any submission it has, in one query. Under the
-            # lock: a concurrent duplicate that got here first is replayed, anything else refused.
-            earlier = Submission.objects.filter(round_task=OuterRef("pk")).values("idempotency_key")
-            earlier_key = (
-                RoundTask.objects.select_for_update()
-                .filter(pk=round_task.pk)
-                .annotate(earlier_key=Subquery(earlier))
-                .values_list("earlier_key", flat=True)
-                .get()
-            )
-            if earlier_key == idempotency_key:
-                return _replay(Submission.objects.get(round_task=round_task), request_sha)
-            if earlier_key is not None:
+            list(RoundTask.objects.select_for_update().filter(pk=round_task.pk).values_list("pk", flat=True))
+            # Under the lock, in a statement of its own (READ COMMITTED: a fresh snapshot, so it sees
+            # what a concurrent duplicate holding the lock committed): that one is replayed,
+            # anything else refused.
+            earlier = Submission.objects.filter(round_task=round_task).first()
+            if earlier is not None:
+                if earlier.idempotency_key == idempotency_key:
+                    return _replay(earlier, request_sha)
                 raise Conflict("this task of your round already has a submission", code="already_submitted")
             submission = _submission_store(
                 player, round_task, data, idempotency_key, request_sha, mask, encoded, mask_sha, now
