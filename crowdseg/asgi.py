@@ -27,8 +27,8 @@ application = ProtocolTypeRouter(
 
 
 # What is loaded by now (Django, the apps, every view the URLconf imports) lives as long as the
-# process. Frozen, it is left out of the collector's full passes, which otherwise walked it all
-# (~190,000 objects) and stalled every request in the process for 120-200 ms, several times a minute
+# process. Frozen (~146,000 objects), it is left out of the collector's full passes, which otherwise
+# walked it all and stalled every request in the process for 120-200 ms, several times a minute
 # under load (bench/game_load.py). A larger youngest generation lets a request's objects die before
 # a collection promotes them: in the same benchmark, GC time fell from 1.2 s to 0.55 s a minute per
 # process and the full passes (up to 87 ms each, even after the freeze) stopped.

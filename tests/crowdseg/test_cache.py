@@ -43,8 +43,6 @@ def test_cache_objects_of_different_requests_share_one_pool():
 def test_requests_reuse_the_process_redis_connections(settings):
     from django.core.cache import caches
 
-    from crowdseg.cache import ProcessConnectionPool
-
     first, second = (RedisCache(settings.CACHES["default"]["LOCATION"], settings.CACHES["default"]) for _ in range(2))
     assert isinstance(pool_of(caches["default"]), ProcessConnectionPool)
     first.set("crowdseg-pool-check", 1, 30)
