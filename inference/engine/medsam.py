@@ -55,14 +55,16 @@ __all__ = [
 ]
 
 MANIFEST_FILE = "manifest.json"
-MANIFEST_FORMAT = 2  # 2: the decoder split into context + decoder graphs, no mask input
+# 2: the decoder split into context + decoder graphs, no mask input; 3: upscale_tokens added to
+# the context
+MANIFEST_FORMAT = 3
 DEFAULT_MAX_POINTS = 16
 
 # Context graph interface: the prompt-independent tensors of the mask decoder for one image
 # (shapes for LiteMedSAM: N = 64 * 64 image tokens, C = 256 channels, 8 heads of d = 16;
 # see inference.export.DecoderContextGraph).
 CONTEXT_INPUTS = ("image_embeddings",)
-CONTEXT_OUTPUTS = ("image_tokens", "cross_keys", "cross_values", "image_queries")
+CONTEXT_OUTPUTS = ("image_tokens", "cross_keys", "cross_values", "image_queries", "upscale_tokens")
 # Decoder graph interface: the context, then the prompt as segment-anything's SamOnnxModel
 # takes it.  No mask input: MedSAM was not trained to refine a mask.  The upscaling to the
 # image is done in numpy on only the region a mask can reach (transforms.mask_from_low_res).
@@ -525,7 +527,7 @@ class Prediction:
 class ImageContext:
     """What the decoder needs from one image, whatever the prompt: the context graph's outputs.
 
-    tensors: ``CONTEXT_OUTPUTS`` name -> float32 array, about 10 MB for a 64 x 64 embedding.
+    tensors: ``CONTEXT_OUTPUTS`` name -> float32 array, about 14 MB for a 64 x 64 embedding.
     Made by :meth:`MedSAMDecoder.context`; keep it while prompts on the same image keep coming.
     """
 

@@ -330,7 +330,7 @@ def test_a_kept_context_answers_like_the_embedding(decoder, encoder, mni, real_i
     image, emb = mni
     size = image.shape[:2]
     context = decoder.context(emb)
-    assert isinstance(context, ImageContext) and 9e6 < context.nbytes < 12e6
+    assert isinstance(context, ImageContext) and 14e6 < context.nbytes < 15e6
     assert all(t.dtype == np.float32 for t in context.tensors.values())
     box = head_box(image)
     w = box[2] - box[0]
