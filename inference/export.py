@@ -479,8 +479,8 @@ def _upscale_tokens(mask_decoder: nn.Module, upscale_tokens, updates: list, hype
     columns, rows = [], []
     scale = None  # c_l, the product of the row scales s of the layers after this one
     after = _upscale_weight(mask_decoder, 0)  # G_(l+1)
-    for depth, update in enumerate(reversed(updates), start=1):
-        weight = _upscale_weight(mask_decoder, depth)  # G_l
+    for update in reversed(updates):
+        weight = update.norm.weight[:, None] * after  # G_l
         constant = update.norm.bias @ after
         if scale is None:
             columns.append(torch.ones_like(update.mean))
