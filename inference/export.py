@@ -166,8 +166,8 @@ class DecoderContextGraph(nn.Module):
     * cross_keys (1, H, d, N): token-to-image key projection of the tokens plus positional
       encoding, per head, transposed for the product with the queries;
     * cross_values (1, H, N, d): token-to-image value projection of the tokens, per head;
-    * image_queries (1, H, N, d): image-to-token query projection of the tokens plus
-      positional encoding, per head;
+    * image_queries (1, H, d, N): image-to-token query projection of the tokens plus
+      positional encoding, per head, transposed like cross_keys;
     * upscale_tokens (1, N, 4 c1): the tokens times the first upscaling product as the
       transformer's LayerNorms scale it (:func:`_upscale_weight`), the part of that product
       the prompt does not change (see :func:`_upscale_tokens`).
@@ -187,7 +187,7 @@ class DecoderContextGraph(nn.Module):
         with_pe = tokens + pe.get_dense_pe().flatten(2).permute(0, 2, 1)
         cross_keys = _heads(to_image.k_proj(with_pe), to_image.num_heads).transpose(2, 3)
         cross_values = _heads(to_image.v_proj(tokens), to_image.num_heads)
-        image_queries = _heads(to_tokens.q_proj(with_pe), to_tokens.num_heads)
+        image_queries = _heads(to_tokens.q_proj(with_pe), to_tokens.num_heads).transpose(2, 3)
         upscale_tokens = tokens @ _upscale_weight(md, len(md.transformer.layers))
         return tokens, cross_keys, cross_values, image_queries, upscale_tokens
 
@@ -240,16 +240,17 @@ class PromptDecoderGraph(nn.Module):
         self.register_buffer("coord_scale", torch.tensor([1.0 / w, 1.0 / h]), persistent=False)
 
     def _embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(P, C) embeddings of P points, coords (P, 2) and labels (P, 1)."""
         pe = self.prompt_encoder
         # As PromptEncoder._embed_points / _embed_boxes: shift to the pixel centre, normalise by
         # the input size (x by width, y by height), random Fourier features.
         embedding = pe.pe_layer._pe_encoding((coords + 0.5) * self.coord_scale)
-        labels = labels.unsqueeze(-1)
-        embedding = embedding * (labels != -1)
-        embedding = embedding + pe.not_a_point_embed.weight * (labels == -1)
-        for i in range(pe.num_point_embeddings):
-            embedding = embedding + pe.point_embeddings[i].weight * (labels == i)
-        return embedding
+        # Labels -1 (padding) and 0-3 as one-hot rows: padding takes not_a_point_embed instead of
+        # the features, the others add their learned embedding; one product for all of them.
+        values = torch.arange(-1, pe.num_point_embeddings, dtype=embedding.dtype)
+        table = torch.cat([pe.not_a_point_embed.weight] + [e.weight for e in pe.point_embeddings])
+        onehot = (labels == values).to(embedding.dtype)  # (P, 1 + num_point_embeddings)
+        return embedding * (1.0 - onehot[:, :1]) + onehot @ table
 
     def forward(
         self,
@@ -262,16 +263,17 @@ class PromptDecoderGraph(nn.Module):
         point_labels,
     ):
         pe, md = self.prompt_encoder, self.mask_decoder
-        sparse = self._embed_points(point_coords, point_labels)
+        # The T prompt tokens are (T, C) throughout, with shapes from constants and -1, so the
+        # graph holds no shape arithmetic for the dynamic number of points.
+        sparse = self._embed_points(point_coords.reshape(-1, 2), point_labels.reshape(-1, 1))
         # MaskDecoder.predict_masks, batch 1, for mask token 0 only.
-        output_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0).unsqueeze(0)
-        tokens = torch.cat((output_tokens, sparse), dim=1)
+        tokens = torch.cat((md.iou_token.weight, md.mask_tokens.weight, sparse))
         key_pe = pe.get_dense_pe().flatten(2).permute(0, 2, 1)
         context = (image_tokens, cross_keys, cross_values, image_queries)
-        hs, updates = _two_way_transformer(md.transformer, context, key_pe, tokens)
-        hyper = md.output_hypernetworks_mlps[0](hs[:, 1, :])
-        masks = _upscale_tokens(md, upscale_tokens, updates, hyper[0], self.size)
-        iou = md.iou_prediction_head(hs[:, 0, :])[:, :1].reshape(1, 1)
+        hs, updates = _two_way_transformer(md.transformer, context, key_pe, tokens, self.size)
+        hyper = md.output_hypernetworks_mlps[0](hs[1:2])
+        masks = _upscale_tokens(md, upscale_tokens, updates, hyper, self.size)
+        iou = md.iou_prediction_head(hs[0:1])[:, :1].reshape(1, 1)
         return masks, iou
 
 
@@ -296,9 +298,9 @@ class _LayerNormWithStats(torch.autograd.Function):
 
 @dataclass(frozen=True)
 class _ResidualUpdate:
-    """A transformer layer's last step, ``keys = LayerNorm(keys + weights @ projected)``, kept
-    in parts: weights (1, N, H*T), projected (1, H*T, C), and the LayerNorm's row statistics
-    mean and inv_std (1, N, 1) with its module ``norm``."""
+    """A transformer layer's last step, ``keys = LayerNorm(keys + weights^T @ projected)``, kept
+    in parts: weights (H*T, N), transposed, projected (H*T, C), and the LayerNorm's row
+    statistics mean and inv_std (1, N, 1) with its module ``norm``."""
 
     weights: torch.Tensor
     projected: torch.Tensor
@@ -307,22 +309,24 @@ class _ResidualUpdate:
     norm: nn.Module
 
 
-def _two_way_transformer(tr: nn.Module, context: tuple, key_pe, point_embedding):
+def _two_way_transformer(tr: nn.Module, context: tuple, key_pe, point_embedding, size: tuple[int, int]):
     """``TwoWayTransformer.forward`` (batch 1): the first layer's cross-attentions from the
-    image context, the later ones reassociated.  Returns the first two output tokens (IoU token,
-    mask token 0) and each layer's :class:`_ResidualUpdate` of the image tokens (the last one's
-    LayerNorm output is the image tokens the mask decoder upscales)."""
+    image context, the later ones reassociated.  Tokens are (T, C), image tokens (1, N, C).
+    Returns the first two output tokens (IoU token, mask token 0) and each layer's
+    :class:`_ResidualUpdate` of the image tokens (the last one's LayerNorm output is the image
+    tokens the mask decoder upscales)."""
     keys, cross_keys, cross_values, image_queries = context
+    n = size[0] * size[1]
     queries = point_embedding
     updates = []
     for i, layer in enumerate(tr.layers):
         first = i == 0  # its image-side projections are in the context
         k = None if first else keys + key_pe
         if layer.skip_first_layer_pe:
-            queries = layer.self_attn(q=queries, k=queries, v=queries)
+            queries = _attend_tokens(layer.self_attn, queries, queries, queries)
         else:
             q = queries + point_embedding
-            queries = queries + layer.self_attn(q=q, k=q, v=queries)
+            queries = queries + _attend_tokens(layer.self_attn, q, q, queries)
         queries = layer.norm1(queries)
         q = queries + point_embedding
         if first:
@@ -335,57 +339,83 @@ def _two_way_transformer(tr: nn.Module, context: tuple, key_pe, point_embedding)
         if first:
             weights, projected = _attend_context_to_tokens(layer.cross_attn_image_to_token, image_queries, q, queries)
         else:
-            weights, projected = _attend_image_to_tokens(layer.cross_attn_image_to_token, k, q, queries)
+            weights, projected = _attend_image_to_tokens(layer.cross_attn_image_to_token, k, q, queries, n)
         norm = layer.norm4
-        keys, mean, inv_std = _LayerNormWithStats.apply(keys + weights @ projected, norm.weight, norm.bias, norm.eps)
-        updates.append(_ResidualUpdate(weights, projected, mean, inv_std, norm))
+        update = weights.reshape(-1, n).t() @ projected  # (N, C)
+        keys, mean, inv_std = _LayerNormWithStats.apply(keys + update, norm.weight, norm.bias, norm.eps)
+        updates.append(_ResidualUpdate(weights.reshape(-1, n), projected, mean, inv_std, norm))
     # Only the IoU token and mask token 0 are read after the final attention (MedSAM's single
     # mask), and its query rows are independent: the other tokens' rows are not computed.
-    queries = queries[:, :2]
-    q = queries + point_embedding[:, :2]
+    queries = queries[:2]
+    q = queries + point_embedding[:2]
     k = keys + key_pe
     queries = tr.norm_final_attn(queries + _attend_tokens_to_image(tr.final_attn_token_to_image, q, k, keys))
     return queries, updates
 
 
-def _attend_tokens_to_context(attn: nn.Module, q, cross_keys, cross_values):
-    """segment-anything's ``Attention(q, k, v)`` for T token queries over the N image tokens,
-    whose key and value projections are in the context (per head: (1, H, d, N), (1, H, N, d))."""
+def _token_heads(linear: nn.Linear, x, heads: int):
+    """``linear(x)`` for (T, C) tokens, split into heads: (heads, T, d)."""
+    return linear(x).reshape(-1, heads, linear.out_features // heads).transpose(0, 1)
+
+
+def _attend_tokens(attn: nn.Module, q, k, v):
+    """segment-anything's ``Attention(q, k, v)`` among the T prompt tokens, (T, C) each."""
     heads = attn.num_heads
-    d = cross_values.shape[-1]
-    q_h = attn.q_proj(q).reshape(1, -1, heads, d).transpose(1, 2)  # (1, H, T, d)
+    d = attn.internal_dim // heads
+    q_h, k_h, v_h = (_token_heads(proj, x, heads) for proj, x in ((attn.q_proj, q), (attn.k_proj, k), (attn.v_proj, v)))
+    weights = torch.softmax((q_h @ k_h.transpose(1, 2)) * (1.0 / math.sqrt(d)), dim=-1)  # (H, T, T)
+    return attn.out_proj((weights @ v_h).transpose(0, 1).reshape(-1, heads * d))
+
+
+def _attend_tokens_to_context(attn: nn.Module, q, cross_keys, cross_values):
+    """segment-anything's ``Attention(q, k, v)`` for T token queries (T, C) over the N image
+    tokens, whose key and value projections are in the context (per head: (1, H, d, N),
+    (1, H, N, d))."""
+    heads = attn.num_heads
+    d = attn.internal_dim // heads
+    q_h = _token_heads(attn.q_proj, q, heads)  # (H, T, d)
     weights = torch.softmax((q_h @ cross_keys) * (1.0 / math.sqrt(d)), dim=-1)  # (1, H, T, N)
-    out = (weights @ cross_values).transpose(1, 2).reshape(1, -1, heads * d)
+    out = (weights @ cross_values).transpose(1, 2).reshape(-1, heads * d)  # (T, H*d)
     return attn.out_proj(out)
 
 
 def _attend_context_to_tokens(attn: nn.Module, image_queries, k, v):
     """segment-anything's ``Attention(q, k, v)`` for the N image tokens, whose query projection
-    is in the context ((1, H, N, d)), over T token keys, as the two factors of
+    is in the context ((1, H, d, N)), over T token keys, as the two factors of
     :func:`_mixed_heads`.
     """
     heads = attn.num_heads
-    d = image_queries.shape[-1]
-    k_h = attn.k_proj(k).reshape(1, -1, heads, d).permute(0, 2, 3, 1)  # (1, H, d, T)
-    v_h = attn.v_proj(v).reshape(1, -1, heads, d).transpose(1, 2)  # (1, H, T, d)
-    weights = torch.softmax((image_queries @ k_h) * (1.0 / math.sqrt(d)), dim=-1)  # (1, H, N, T)
-    return _mixed_heads(attn, weights.transpose(1, 2), v_h)
+    d = attn.internal_dim // heads
+    k_h, v_h = _token_heads(attn.k_proj, k, heads), _token_heads(attn.v_proj, v, heads)  # (H, T, d)
+    weights = _softmax_over_tokens((k_h @ image_queries) * (1.0 / math.sqrt(d)))  # (1, H, T, N)
+    return _mixed_heads(attn, weights, v_h)
+
+
+def _softmax_over_tokens(logits):
+    """Softmax over axis 2 of (1, H, T, N) logits, written out.
+
+    With the T tokens on the middle axis every step runs along the N image tokens, contiguous;
+    onnxruntime's Softmax over a last axis of T = 7 went row by row and took 4 times as long.
+    """
+    shifted = torch.exp(logits - logits.amax(dim=2, keepdim=True))
+    return shifted / shifted.sum(dim=2, keepdim=True)
 
 
 def _mixed_heads(attn: nn.Module, weights, v_h):
     """``out_proj`` of the heads' attention outputs, for N queries over T tokens, as two factors.
 
-    weights: (1, N, H, T) softmax rows; v_h: (1, H, T, d).  The output sum_h A_h (V_h Wo_h) + bo
-    is the product of the (1, N, H*T) weights and the (1, H*T, C) matrix of the V_h Wo_h; both
-    are returned, for the caller to multiply (or to carry on in parts, see
+    weights: (1, H, T, N), softmax over T; v_h: (H, T, d).  The output sum_h A_h (V_h Wo_h) + bo
+    is the product of the (N, H*T) weights and the (H*T, C) matrix of the V_h Wo_h; the weights
+    are returned as they are (their reshape to (H*T, N) is that product's left factor,
+    transposed), with that matrix, for the caller to multiply (or to carry on in parts, see
     :func:`_upscale_tokens`).  The output bias is spread over the heads (bo / H added to each
     V_h Wo_h): every head's weights sum to 1, so the sum over heads adds bo once, without a
     pass over the N x C output.
     """
-    heads, t = weights.shape[2], weights.shape[3]
-    wo = attn.out_proj.weight.t().reshape(heads, v_h.shape[-1], -1)  # (H, d, C)
-    projected = (v_h @ wo + attn.out_proj.bias / heads).reshape(1, heads * t, -1)  # (1, H*T, C)
-    return weights.reshape(1, -1, heads * t), projected
+    heads = attn.num_heads
+    wo = attn.out_proj.weight.t().reshape(heads, attn.internal_dim // heads, -1)  # (H, d, C)
+    projected = (v_h @ wo + attn.out_proj.bias / heads).reshape(-1, wo.shape[-1])  # (H*T, C)
+    return weights, projected
 
 
 def _per_head(linear: nn.Linear, heads: int) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -396,7 +426,8 @@ def _per_head(linear: nn.Linear, heads: int) -> tuple[torch.Tensor, torch.Tensor
 
 
 def _attend_tokens_to_image(attn: nn.Module, q, k, v):
-    """segment-anything's ``Attention(q, k, v)`` for T token queries over N image keys.
+    """segment-anything's ``Attention(q, k, v)`` for T token queries (T, C) over N image keys
+    (1, N, C).
 
     Per head h, with Q_h = q Wq_h^T + bq_h (T x d): the logits Q_h (k Wk_h^T + bk_h)^T equal
     (Q_h Wk_h) k^T plus Q_h bk_h^T, a constant along each row that softmax ignores; and since
@@ -404,38 +435,35 @@ def _attend_tokens_to_image(attn: nn.Module, q, k, v):
     products with the N x C image tokens are formed.
     """
     heads = attn.num_heads
-    n = k.shape[1]
     wk, _, d = _per_head(attn.k_proj, heads)
     wv, bv, _ = _per_head(attn.v_proj, heads)
-    q_h = attn.q_proj(q).reshape(1, -1, heads, d).transpose(1, 2)  # (1, H, T, d)
-    g = (q_h @ wk) * (1.0 / math.sqrt(d))  # (1, H, T, C)
-    c = g.shape[-1]
-    logits = g.reshape(1, -1, c) @ k.transpose(1, 2)  # (1, H*T, N)
-    weights = torch.softmax(logits.reshape(1, heads, -1, n), dim=-1)
-    mixed = weights.reshape(1, -1, n) @ v  # (1, H*T, C)
-    out = mixed.reshape(1, heads, -1, c) @ wv.transpose(1, 2) + bv.unsqueeze(1)  # (1, H, T, d)
-    return attn.out_proj(out.transpose(1, 2).reshape(1, -1, heads * d))
+    c = wk.shape[-1]
+    q_h = _token_heads(attn.q_proj, q, heads)  # (H, T, d)
+    g = (q_h @ wk) * (1.0 / math.sqrt(d))  # (H, T, C)
+    weights = torch.softmax(g.reshape(-1, c) @ k.transpose(1, 2), dim=-1)  # (1, H*T, N), rows per head and token
+    mixed = weights @ v  # (1, H*T, C)
+    out = mixed.reshape(heads, -1, c) @ wv.transpose(1, 2) + bv.unsqueeze(1)  # (H, T, d)
+    return attn.out_proj(out.transpose(0, 1).reshape(-1, heads * d))
 
 
-def _attend_image_to_tokens(attn: nn.Module, q, k, v):
-    """segment-anything's ``Attention(q, k, v)`` for N image queries over T token keys, as the
-    two factors of :func:`_mixed_heads`.
+def _attend_image_to_tokens(attn: nn.Module, q, k, v, n: int):
+    """segment-anything's ``Attention(q, k, v)`` for N image queries (1, N, C) over T token
+    keys (T, C), as the two factors of :func:`_mixed_heads`.  ``n`` is N.
 
-    Per head h, with K_h, V_h the projected tokens (T x d): the logits
-    (q Wq_h^T + bq_h) K_h^T = q (Wq_h^T K_h^T) + bq_h K_h^T, and the output projection of the
+    Per head h, with K_h, V_h the projected tokens (T x d): the logits, transposed,
+    K_h (q Wq_h^T + bq_h)^T = (K_h Wq_h) q^T + K_h bq_h, and the output projection of the
     concatenated heads is sum_h A_h (V_h Wo_h) + bo, with Wo_h head h's rows of Wo^T.  So the
-    image tokens meet C x T and T x C matrices only.
+    image tokens meet T x C matrices only.
     """
     heads = attn.num_heads
     wq, bq, d = _per_head(attn.q_proj, heads)
-    k_h = attn.k_proj(k).reshape(1, -1, heads, d).transpose(1, 2)  # (1, H, T, d)
-    v_h = attn.v_proj(v).reshape(1, -1, heads, d).transpose(1, 2)
+    c = wq.shape[-1]
+    k_h, v_h = _token_heads(attn.k_proj, k, heads), _token_heads(attn.v_proj, v, heads)  # (H, T, d)
     scale = 1.0 / math.sqrt(d)
-    m = (wq.transpose(1, 2) @ k_h.transpose(2, 3)) * scale  # (1, H, C, T)
-    offset = (bq.unsqueeze(1) @ k_h.transpose(2, 3)) * scale  # (1, H, 1, T)
-    c = m.shape[2]
-    logits = q @ m.permute(0, 2, 1, 3).reshape(1, c, -1) + offset.reshape(1, 1, -1)  # (1, N, H*T)
-    weights = torch.softmax(logits.reshape(1, q.shape[1], heads, -1), dim=-1)  # (1, N, H, T)
+    m = (k_h @ wq) * scale  # (H, T, C)
+    offset = (k_h @ bq.unsqueeze(-1)) * scale  # (H, T, 1)
+    logits = m.reshape(-1, c) @ q.transpose(1, 2) + offset.reshape(-1, 1)  # (1, H*T, N)
+    weights = _softmax_over_tokens(logits.reshape(1, heads, -1, n))  # (1, H, T, N)
     return _mixed_heads(attn, weights, v_h)
 
 
@@ -475,26 +503,27 @@ def _upscale_tokens(mask_decoder: nn.Module, upscale_tokens, updates: list, hype
     """
     conv1, norm, act1, conv2, act2 = mask_decoder.output_upscaling
     h, w = size
+    n = h * w
     c1, c2 = conv1.weight.shape[1], conv2.weight.shape[1]
+    # The left factor is built transposed, (L (H*T + 2), N), as the attention weights come.
     columns, rows = [], []
-    scale = None  # c_l, the product of the row scales s of the layers after this one
+    scale = None  # c_l, the product of the row scales s of the layers after this one, (1, N)
     after = _upscale_weight(mask_decoder, 0)  # G_(l+1)
     for update in reversed(updates):
+        mean, inv_std = update.mean.reshape(1, n), update.inv_std.reshape(1, n)
         weight = update.norm.weight[:, None] * after  # G_l
         constant = update.norm.bias @ after
         if scale is None:
-            columns.append(torch.ones_like(update.mean))
+            columns.append(torch.ones_like(mean))
             rows.append((constant + conv1.bias.repeat(4)).reshape(1, -1))
         else:
             columns.append(scale)
             rows.append(constant.reshape(1, -1))
-        scale = update.inv_std if scale is None else scale * update.inv_std
-        columns += [update.weights * scale, -(scale * update.mean)]
-        rows += [update.projected[0] @ weight, weight.sum(0, keepdim=True)]
+        scale = inv_std if scale is None else scale * inv_std
+        columns += [update.weights * scale, -(scale * mean)]
+        rows += [update.projected @ weight, weight.sum(0, keepdim=True)]
         after = weight
-    n = h * w
-    x = upscale_tokens.reshape(n, -1) * scale.reshape(n, 1)
-    x = x + torch.cat(columns, dim=-1).reshape(n, -1) @ torch.cat(rows, dim=0)  # (N, [a, b, c1])
+    x = upscale_tokens.reshape(n, -1) * scale.reshape(n, 1) + torch.cat(columns).t() @ torch.cat(rows)
     x = act1(F.layer_norm(x.reshape(-1, c1), (c1,), norm.weight, norm.bias, norm.eps))  # (N * 4, c1)
     w2 = conv2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
     x = act2(x @ w2 + conv2.bias.repeat(4)).reshape(-1, 4, c2)  # (N * 4, 4, c2)

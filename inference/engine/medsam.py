@@ -57,7 +57,7 @@ __all__ = [
 MANIFEST_FILE = "manifest.json"
 # 2: the decoder split into context + decoder graphs, no mask input; 3: upscale_tokens added to
 # the context
-MANIFEST_FORMAT = 3
+MANIFEST_FORMAT = 4
 DEFAULT_MAX_POINTS = 16
 
 # Context graph interface: the prompt-independent tensors of the mask decoder for one image
@@ -455,6 +455,10 @@ def session_options(threads: int | None) -> ort.SessionOptions:
     # of the decoder's ~200 ops waits for sleeping threads to wake, and a prompt arriving after
     # a pause took 66 ms instead of 35 ms.  They stop spinning soon after a run ends.
     options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    # A MatMul + Add fused into a Gemm first copies the addend into the output on one thread:
+    # on the decoder's (16384 x 64) x (64 x 128) upscaling product, with its bias, that cost
+    # more than the separate Add, which also joins the GELU after it (BiasGelu).
+    options.add_session_config_entry("optimization.disable_specified_optimizers", "MatMulAddFusion")
     options.log_severity_level = 3  # warnings about unused initialisers are noise here
     return options
 

@@ -96,7 +96,7 @@ def test_the_graphs_have_the_documented_interface(medsam_manifest):
         "image_tokens": [1, 4096, 256],
         "cross_keys": [1, 8, 16, 4096],
         "cross_values": [1, 8, 4096, 16],
-        "image_queries": [1, 8, 4096, 16],
+        "image_queries": [1, 8, 16, 4096],
         "upscale_tokens": [1, 4096, 256],
     }
     decoder = onnx.load(str(medsam_manifest.decoder_path))
