@@ -110,11 +110,11 @@ def main() -> None:
     image = sample_images()[0]
     size = image.shape[:2]
     embedding = encoder.embed(image)
-    context = decoder.context(embedding)
+    context = decoder.context(embedding, size)
     local_boxes = prompt_boxes[20 : 20 + (30 if args.quick else 200)]
     prompts_v = [validate_prompt(original_size=size, box=b) for b in local_boxes]
     decoder_ms = [t for p in prompts_v for t in timed(lambda p=p: decoder.predict(context, size, p), 1)]
-    context_ms = timed(lambda: decoder.context(embedding), 10 if args.quick else 50)
+    context_ms = timed(lambda: decoder.context(embedding, size), 10 if args.quick else 50)
     encoder_ms = timed(lambda: encoder.embed(image), 3 if args.quick else 10)
     naive_ms = [
         t

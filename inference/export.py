@@ -151,6 +151,11 @@ def build_vit_b(checkpoint: Path | None) -> nn.Module:
     return model.eval()
 
 
+# The decoder's low-res logits for tokens it was not given (the padding of a cropped context):
+# clearly outside the mask, and finite, so that no arithmetic on them makes a NaN.
+OUTSIDE_LOGIT = -1e4
+
+
 class DecoderContextGraph(nn.Module):
     """The part of segment-anything's mask decoder that depends on the image only.
 
@@ -168,9 +173,10 @@ class DecoderContextGraph(nn.Module):
     * cross_values (1, H, N, d): token-to-image value projection of the tokens, per head;
     * image_queries (1, H, d, N): image-to-token query projection of the tokens plus
       positional encoding, per head, transposed like cross_keys;
-    * upscale_tokens (1, N, 4 c1): the tokens times the first upscaling product as the
+    * upscale_tokens (1, h, w, 4 c1): the tokens times the first upscaling product as the
       transformer's LayerNorms scale it (:func:`_upscale_weight`), the part of that product
-      the prompt does not change (see :func:`_upscale_tokens`).
+      the prompt does not change (see :func:`_upscale_tokens`), on the h x w token grid: the
+      decoder upscales the tokens of the grid's top-left part it is given.
     """
 
     def __init__(self, prompt_encoder: nn.Module, mask_decoder: nn.Module) -> None:
@@ -189,6 +195,7 @@ class DecoderContextGraph(nn.Module):
         cross_values = _heads(to_image.v_proj(tokens), to_image.num_heads)
         image_queries = _heads(to_tokens.q_proj(with_pe), to_tokens.num_heads).transpose(2, 3)
         upscale_tokens = tokens @ _upscale_weight(md, len(md.transformer.layers))
+        upscale_tokens = upscale_tokens.reshape(1, *image_embeddings.shape[2:], -1)
         return tokens, cross_keys, cross_values, image_queries, upscale_tokens
 
 
@@ -226,9 +233,17 @@ class PromptDecoderGraph(nn.Module):
       the transformer's last LayerNorms to the image tokens, whose part is in the context, and
       the attentions' low-rank updates: N x 116 x 256 operations for a box instead of
       N x 256 x 256.
+    * The upscaling runs on the tokens of ``upscale_tokens``' grid only (the top-left
+      rows x columns of the h x w tokens): a caller that crops it to the image's part of the
+      padded frame (``MedSAMDecoder.context`` with the image size) skips the padding; the
+      logits outside those tokens are ``OUTSIDE_LOGIT``.
+    * Prompt tokens are (T, C) with shapes from constants, so the graph holds no shape
+      arithmetic for the number of points; the image-to-token softmax runs along the image
+      tokens (:func:`_softmax_over_tokens`).
 
-    Inputs (float32): the five context tensors; point_coords (1, P, 2) (x, y) in input-frame
-    pixels; point_labels (1, P).  Outputs: low_res_logits (1, 1, 4h, 4w), iou_predictions (1, 1).
+    Inputs (float32): the five context tensors, ``upscale_tokens`` possibly cropped;
+    point_coords (1, P, 2) (x, y) in input-frame pixels; point_labels (1, P).  Outputs:
+    low_res_logits (1, 1, 4h, 4w), iou_predictions (1, 1).
     """
 
     def __init__(self, prompt_encoder: nn.Module, mask_decoder: nn.Module, size: tuple[int, int]) -> None:
@@ -504,6 +519,7 @@ def _upscale_tokens(mask_decoder: nn.Module, upscale_tokens, updates: list, hype
     conv1, norm, act1, conv2, act2 = mask_decoder.output_upscaling
     h, w = size
     n = h * w
+    rows_kept, columns_kept = upscale_tokens.shape[1], upscale_tokens.shape[2]
     c1, c2 = conv1.weight.shape[1], conv2.weight.shape[1]
     # The left factor is built transposed, (L (H*T + 2), N), as the attention weights come.
     columns, rows = [], []
@@ -523,13 +539,19 @@ def _upscale_tokens(mask_decoder: nn.Module, upscale_tokens, updates: list, hype
         columns += [update.weights * scale, -(scale * mean)]
         rows += [update.projected @ weight, weight.sum(0, keepdim=True)]
         after = weight
-    x = upscale_tokens.reshape(n, -1) * scale.reshape(n, 1) + torch.cat(columns).t() @ torch.cat(rows)
+    # Only the tokens kept in upscale_tokens (see PromptDecoderGraph) from here on.
+    left = torch.cat(columns).reshape(-1, h, w)[:, :rows_kept, :columns_kept].flatten(1)
+    scale = scale.reshape(h, w)[:rows_kept, :columns_kept].reshape(-1, 1)
+    x = upscale_tokens.reshape(-1, 4 * c1) * scale + left.t() @ torch.cat(rows)
     x = act1(F.layer_norm(x.reshape(-1, c1), (c1,), norm.weight, norm.bias, norm.eps))  # (N * 4, c1)
     w2 = conv2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
     x = act2(x @ w2 + conv2.bias.repeat(4)).reshape(-1, 4, c2)  # (N * 4, 4, c2)
     masks = x @ hyper.reshape(-1, 1)  # (N * 4, 4, 1): index [i, j, a, b, c, e]
     # Output pixel (4i + 2a + c, 4j + 2b + e).
-    return masks.reshape(h, w, 2, 2, 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(1, 1, 4 * h, 4 * w)
+    masks = masks.reshape(rows_kept, columns_kept, 2, 2, 2, 2).permute(0, 2, 4, 1, 3, 5)
+    masks = masks.reshape(1, 1, 4 * rows_kept, 4 * columns_kept)
+    masks = F.pad(masks, (0, 4 * (w - columns_kept), 0, 4 * (h - rows_kept)), value=OUTSIDE_LOGIT)
+    return masks.reshape(1, 1, 4 * h, 4 * w)  # the shape the padding restores, stated
 
 
 class TorchMedSAM:
@@ -687,7 +709,11 @@ def _export_decoder(reference: TorchMedSAM, context_path: Path, decoder_path: Pa
         context = context_graph(embedding)
     decoder_graph = PromptDecoderGraph(pe, md, EMBEDDING_SHAPE[1:]).eval()
     prompt = (torch.tensor([[[10.0, 20.0], [30.0, 40.0], [100.0, 120.0]]]), torch.tensor([[1.0, 2.0, 3.0]]))
-    dynamic = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}
+    dynamic = {
+        "upscale_tokens": {1: "token_rows", 2: "token_columns"},
+        "point_coords": {1: "num_points"},
+        "point_labels": {1: "num_points"},
+    }
     _onnx_export(
         decoder_graph, (*context, *prompt), decoder_path, list(DECODER_INPUTS), list(DECODER_OUTPUTS), dynamic, opset
     )
@@ -827,8 +853,8 @@ def measure_parity(reference: TorchMedSAM, manifest: Manifest, images: list[np.n
     """onnxruntime (through ``MedSAMEncoder``/``MedSAMDecoder``) against torch on real images.
 
     For each image: the embedding both ways; then for each of :func:`verification_prompts`,
-    the decoder (context and decoder graphs) alone on the torch embedding (logits), and end to
-    end (mask, predicted IoU).
+    the decoder (context and decoder graphs) alone on the torch embedding (logits, whole
+    frame), and end to end (mask, predicted IoU; the context cropped to the image's tokens).
 
     Returns the worst case over everything (see ``TOLERANCES`` for the meaning of each).
     """
@@ -844,7 +870,9 @@ def measure_parity(reference: TorchMedSAM, manifest: Manifest, images: list[np.n
         diff = float(np.abs(onnx_emb - torch_emb).max())
         emb_abs = max(emb_abs, diff)
         emb_rel = max(emb_rel, diff / max(float(np.abs(torch_emb).max()), 1e-12))
-        torch_context, onnx_context = decoder.context(torch_emb), decoder.context(onnx_emb)
+        # The logits over the whole frame; the masks end to end as the server makes them, with
+        # the context cropped to the image's tokens.
+        torch_context, onnx_context = decoder.context(torch_emb), decoder.context(onnx_emb, size)
         for prompt in verification_prompts(image):
             ref = reference.predict(torch_emb, size, prompt)
             same_input = decoder.predict(torch_context, size, prompt)

@@ -302,7 +302,7 @@ def _image_context(image: Image, decoder: MedSAMDecoder) -> ImageContext:
     key = (image.pk, decoder.manifest.version, decoder.manifest.context.sha256)
     context = context_cache.get(key)
     if context is None:
-        context = decoder.context(embedding_array(embedding_ready(image=image)))
+        context = decoder.context(embedding_array(embedding_ready(image=image)), (image.height, image.width))
         context_cache.put(key, context)
     return context
 

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from .transforms import PreprocessSpec, apply_coords, mask_from_low_res, prepare_image
+from .transforms import PreprocessSpec, apply_coords, mask_from_low_res, prepare_image, resized_size
 
 __all__ = [
     "MANIFEST_FILE",
@@ -48,6 +48,7 @@ __all__ = [
     "ModelFile",
     "Prediction",
     "Prompt",
+    "decoded_tokens",
     "dequantise_embedding",
     "prompt_arrays",
     "quantise_embedding",
@@ -56,7 +57,7 @@ __all__ = [
 
 MANIFEST_FILE = "manifest.json"
 # 2: the decoder split into context + decoder graphs, no mask input; 3: upscale_tokens added to
-# the context
+# the context; 4: image queries transposed, upscale_tokens as a token grid the caller may crop
 MANIFEST_FORMAT = 4
 DEFAULT_MAX_POINTS = 16
 
@@ -542,6 +543,24 @@ class ImageContext:
         return sum(t.nbytes for t in self.tensors.values())
 
 
+def decoded_tokens(original_size: tuple[int, int], manifest: Manifest) -> tuple[int, int]:
+    """Rows and columns of the embedding's token grid, from the top left, whose upscaled logits
+    the mask of an ``original_size`` image reads.
+
+    The image lies in the top left of the padded input frame (:func:`resized_size`); each token
+    becomes ``low_res / grid`` low-res pixels a side.  When the low-res frame is smaller than
+    the input frame, its logits are upscaled before the crop, and bilinear interpolation reads
+    one low-res pixel past the image's edge: one more token then.  Stretched images fill the
+    frame: all of it.
+    """
+    spec, grid, low_res = manifest.preprocess, manifest.embedding_shape[1:], manifest.low_res_size
+    margin = 0 if tuple(low_res) == (spec.input_size, spec.input_size) else 1
+    return tuple(
+        min(tokens, math.ceil(side * tokens / spec.input_size) + margin)
+        for side, tokens in zip(resized_size(original_size, spec), grid, strict=True)
+    )
+
+
 class MedSAMDecoder:
     """Embedding + prompt -> mask with the exported context and decoder graphs (single-mask
     output, as MedSAM is used).
@@ -559,15 +578,19 @@ class MedSAMDecoder:
         self._session = _session(manifest, manifest.decoder, threads)
         self._cast = _cast_session((1, *manifest.embedding_shape))
 
-    def context(self, embedding: np.ndarray) -> ImageContext:
+    def context(self, embedding: np.ndarray, original_size: tuple[int, int] | None = None) -> ImageContext:
         """The prompt-independent part of decoding one image (a few milliseconds).
 
         Args:
             embedding: ``(256, 64, 64)`` float32 or float16 from :meth:`MedSAMEncoder.embed`
                 (a leading batch axis of 1 is accepted).
+            original_size: ``(H, W)`` of the image.  When given, ``upscale_tokens`` keeps only
+                the tokens :func:`decoded_tokens` names, so each prompt upscales the image and
+                not the padding (the low-res logits outside them are then a constant, which
+                ``mask_from_low_res`` never reads); without it, the whole frame.
 
         Raises:
-            ValueError: for a wrongly shaped or typed embedding.
+            ValueError: for a wrongly shaped or typed embedding, or an invalid size.
         """
         shape = tuple(self.manifest.embedding_shape)
         emb = np.asarray(embedding)
@@ -576,7 +599,11 @@ class MedSAMDecoder:
         if emb.shape != shape or emb.dtype not in (np.float32, np.float16):
             raise ValueError(f"embedding must be {shape} float32 or float16, got {emb.shape} {emb.dtype}")
         outputs = self._context.run(list(CONTEXT_OUTPUTS), {CONTEXT_INPUTS[0]: self._as_float32(emb)})
-        return ImageContext(dict(zip(CONTEXT_OUTPUTS, outputs, strict=True)))
+        tensors = dict(zip(CONTEXT_OUTPUTS, outputs, strict=True))
+        if original_size is not None:
+            rows, columns = decoded_tokens(original_size, self.manifest)
+            tensors["upscale_tokens"] = np.ascontiguousarray(tensors["upscale_tokens"][:, :rows, :columns])
+        return ImageContext(tensors)
 
     def predict(self, image: ImageContext | np.ndarray, original_size: tuple[int, int], prompt: Prompt) -> Prediction:
         """MedSAM's mask for ``prompt`` on one image.
@@ -590,7 +617,7 @@ class MedSAMDecoder:
         Raises:
             ValueError: for a wrongly shaped or typed embedding, or sizes that disagree.
         """
-        context = image if isinstance(image, ImageContext) else self.context(image)
+        context = image if isinstance(image, ImageContext) else self.context(image, original_size)
         size = _image_size(original_size)
         if not isinstance(prompt, Prompt):
             raise ValueError(f"prompt must be a Prompt from validate_prompt, got {type(prompt).__name__}")

@@ -6,6 +6,7 @@ the ``medsam_model_dir`` fixture (tests/inference/conftest.py), shared across pr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -24,12 +25,13 @@ from inference.engine.medsam import (
     MedSAMDecoder,
     MedSAMEncoder,
     Prompt,
+    decoded_tokens,
     dequantise_embedding,
     prompt_arrays,
     quantise_embedding,
     validate_prompt,
 )
-from inference.engine.transforms import PreprocessSpec
+from inference.engine.transforms import PreprocessSpec, resized_size
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = (100, 200)  # (H, W)
@@ -329,8 +331,10 @@ def test_a_kept_context_answers_like_the_embedding(decoder, encoder, mni, real_i
     as from the embedding, and a context belongs to its image."""
     image, emb = mni
     size = image.shape[:2]
-    context = decoder.context(emb)
-    assert isinstance(context, ImageContext) and 14e6 < context.nbytes < 15e6
+    whole = decoder.context(emb)
+    assert 14e6 < whole.nbytes < 15e6
+    context = decoder.context(emb, size)  # as predict makes it from an embedding
+    assert isinstance(context, ImageContext) and context.nbytes < whole.nbytes - 0.5e6  # no padding
     assert all(t.dtype == np.float32 for t in context.tensors.values())
     box = head_box(image)
     w = box[2] - box[0]
@@ -340,12 +344,53 @@ def test_a_kept_context_answers_like_the_embedding(decoder, encoder, mni, real_i
         from_context = decoder.predict(context, size, prompt)
         np.testing.assert_array_equal(from_context.low_res_logits, from_embedding.low_res_logits)
         assert from_context.iou == from_embedding.iou
-    half = decoder.context(emb.astype(np.float16))  # the stored form
+    half = decoder.context(emb.astype(np.float16), size)  # the stored form
     for name, tensor in context.tensors.items():
         np.testing.assert_allclose(half.tensors[name], tensor, atol=0.05 * np.abs(tensor).max())
     ct_context = decoder.context(encoder.embed(real_images["ct"]))
     prompt = validate_prompt(original_size=size, box=box)
     assert iou(decoder.predict(ct_context, size, prompt).mask, decoder.predict(context, size, prompt).mask) < 0.9
+
+
+def test_decoded_tokens_cover_the_image_in_the_padded_frame(medsam_manifest):
+    """LiteMedSAM: 4 low-res pixels a token, the low-res frame is the input frame."""
+    assert decoded_tokens((233, 197), medsam_manifest) == (64, 54)  # resized to 256 x 216
+    assert decoded_tokens((197, 233), medsam_manifest) == (54, 64)
+    assert decoded_tokens((128, 128), medsam_manifest) == (64, 64)
+    assert decoded_tokens((3, 2000), medsam_manifest) == (1, 64)  # a sliver keeps one row
+    # A 1024 frame with 256 x 256 low-res logits: upscaling them reads one pixel further.
+    large = dataclasses.replace(medsam_manifest, preprocess=PreprocessSpec(1024, "longest_side"))
+    assert decoded_tokens((233, 197), large) == (64, 56)  # 866 px = 54.1 tokens, + 1
+    stretched = dataclasses.replace(medsam_manifest, preprocess=PreprocessSpec(1024, "stretch"))
+    assert decoded_tokens((233, 197), stretched) == (64, 64)
+
+
+def test_a_cropped_context_upscales_the_image_only_and_gives_the_same_masks(decoder, encoder, medsam_manifest, mni):
+    """With the image size the context keeps only the image's tokens: the logits over the image,
+    the predicted IoU and the masks are those of the whole frame; outside, a constant below 0."""
+    image, emb = mni
+    for img, img_emb in ((image, emb), (np.ascontiguousarray(image.transpose(1, 0, 2)), None)):  # tall, then wide
+        img_emb = encoder.embed(img) if img_emb is None else img_emb
+        size = img.shape[:2]
+        rows, columns = decoded_tokens(size, medsam_manifest)
+        assert (rows, columns) != (64, 64)
+        whole, cropped = decoder.context(img_emb), decoder.context(img_emb, size)
+        assert whole.tensors["upscale_tokens"].shape == (1, 64, 64, 256)
+        assert cropped.tensors["upscale_tokens"].shape == (1, rows, columns, 256)
+        h, w = resized_size(size, medsam_manifest.preprocess)
+        box = head_box(img)
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        for b in (box, [box[0] + bw / 4, box[1] + bh / 4, box[2], box[3]]):
+            prompt = validate_prompt(original_size=size, box=b)
+            a, c = decoder.predict(whole, size, prompt), decoder.predict(cropped, size, prompt)
+            assert c.low_res_logits.shape == (1, 1, 256, 256)
+            scale = np.abs(a.low_res_logits).max()
+            np.testing.assert_allclose(c.low_res_logits[..., :h, :w], a.low_res_logits[..., :h, :w], atol=1e-5 * scale)
+            outside = np.ones((256, 256), bool)
+            outside[: 4 * rows, : 4 * columns] = False
+            assert (c.low_res_logits[0, 0][outside] < -1000).all()
+            assert c.iou == a.iou and c.mask.sum() > 1000
+            np.testing.assert_array_equal(c.mask, a.mask)
 
 
 def test_compact_embeddings_give_nearly_the_same_mask(decoder, mni, real_images, encoder):

@@ -179,7 +179,7 @@ def test_a_new_context_graph_for_the_same_model_version_makes_new_contexts(
     assert services.model_manifest().version == model.version  # same encoder: embeddings still valid
     made = []
     original = MedSAMDecoder.context
-    monkeypatch.setattr(MedSAMDecoder, "context", lambda self, emb: made.append(1) or original(self, emb))
+    monkeypatch.setattr(MedSAMDecoder, "context", lambda self, *args: made.append(1) or original(self, *args))
     assert client.post(path, box, format="json").status_code == 200
     assert client.post(path, box, format="json").status_code == 200
     assert made == [1]
