@@ -533,10 +533,13 @@ class ImageContext:
     """What the decoder needs from one image, whatever the prompt: the context graph's outputs.
 
     tensors: ``CONTEXT_OUTPUTS`` name -> float32 array, about 14 MB for a 64 x 64 embedding.
+    original_size: ``(H, W)`` of the image whose tokens ``upscale_tokens`` was cropped to, or
+        None for the whole frame (then it serves any image size).
     Made by :meth:`MedSAMDecoder.context`; keep it while prompts on the same image keep coming.
     """
 
     tensors: dict[str, np.ndarray]
+    original_size: tuple[int, int] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -601,9 +604,10 @@ class MedSAMDecoder:
         outputs = self._context.run(list(CONTEXT_OUTPUTS), {CONTEXT_INPUTS[0]: self._as_float32(emb)})
         tensors = dict(zip(CONTEXT_OUTPUTS, outputs, strict=True))
         if original_size is not None:
+            original_size = _image_size(original_size)
             rows, columns = decoded_tokens(original_size, self.manifest)
             tensors["upscale_tokens"] = np.ascontiguousarray(tensors["upscale_tokens"][:, :rows, :columns])
-        return ImageContext(tensors)
+        return ImageContext(tensors, original_size)
 
     def predict(self, image: ImageContext | np.ndarray, original_size: tuple[int, int], prompt: Prompt) -> Prediction:
         """MedSAM's mask for ``prompt`` on one image.
@@ -619,6 +623,9 @@ class MedSAMDecoder:
         """
         context = image if isinstance(image, ImageContext) else self.context(image, original_size)
         size = _image_size(original_size)
+        if context.original_size not in (None, size):
+            # Its logits past that image's tokens are a constant: not a mask for this one.
+            raise ValueError(f"the context was cropped for a {context.original_size} image, not {size} (H, W)")
         if not isinstance(prompt, Prompt):
             raise ValueError(f"prompt must be a Prompt from validate_prompt, got {type(prompt).__name__}")
         if tuple(prompt.original_size) != size:

@@ -391,6 +391,10 @@ def test_a_cropped_context_upscales_the_image_only_and_gives_the_same_masks(deco
             assert (c.low_res_logits[0, 0][outside] < -1000).all()
             assert c.iou == a.iou and c.mask.sum() > 1000
             np.testing.assert_array_equal(c.mask, a.mask)
+        other = (size[0], size[1] + 30)  # a cropped context serves its own image size only
+        with pytest.raises(ValueError, match="cropped for a"):
+            decoder.predict(cropped, other, validate_prompt(original_size=other, box=box))
+        assert decoder.predict(whole, other, validate_prompt(original_size=other, box=box)).mask.shape == other
 
 
 def test_compact_embeddings_give_nearly_the_same_mask(decoder, mni, real_images, encoder):
