@@ -515,6 +515,9 @@ def _upscale_tokens(mask_decoder: nn.Module, upscale_tokens, updates: list, hype
     and K_0 G_1 in the context (``upscale_tokens``).  So one N x (L (H*T + 2)) x 4c1 product
     (116 columns for a box) replaces the N x C x 4c1 one; only the order of floating-point
     sums changes.
+
+    Only the tokens ``upscale_tokens`` holds (a top-left rows x columns part of the h x w grid)
+    are upscaled; the rest of the mask is ``OUTSIDE_LOGIT``.
     """
     conv1, norm, act1, conv2, act2 = mask_decoder.output_upscaling
     h, w = size
@@ -543,10 +546,10 @@ def _upscale_tokens(mask_decoder: nn.Module, upscale_tokens, updates: list, hype
     left = torch.cat(columns).reshape(-1, h, w)[:, :rows_kept, :columns_kept].flatten(1)
     scale = scale.reshape(h, w)[:rows_kept, :columns_kept].reshape(-1, 1)
     x = upscale_tokens.reshape(-1, 4 * c1) * scale + left.t() @ torch.cat(rows)
-    x = act1(F.layer_norm(x.reshape(-1, c1), (c1,), norm.weight, norm.bias, norm.eps))  # (N * 4, c1)
+    x = act1(F.layer_norm(x.reshape(-1, c1), (c1,), norm.weight, norm.bias, norm.eps))  # (kept * 4, c1)
     w2 = conv2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
-    x = act2(x @ w2 + conv2.bias.repeat(4)).reshape(-1, 4, c2)  # (N * 4, 4, c2)
-    masks = x @ hyper.reshape(-1, 1)  # (N * 4, 4, 1): index [i, j, a, b, c, e]
+    x = act2(x @ w2 + conv2.bias.repeat(4)).reshape(-1, 4, c2)  # (kept * 4, 4, c2)
+    masks = x @ hyper.reshape(-1, 1)  # (kept * 4, 4, 1): index [i, j, a, b, c, e]
     # Output pixel (4i + 2a + c, 4j + 2b + e).
     masks = masks.reshape(rows_kept, columns_kept, 2, 2, 2, 2).permute(0, 2, 4, 1, 3, 5)
     masks = masks.reshape(1, 1, 4 * rows_kept, 4 * columns_kept)
