@@ -189,19 +189,15 @@ class DecoderContextGraph(nn.Module):
         layer = md.transformer.layers[0]
         to_image, to_tokens = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
         src = image_embeddings + pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
-        tokens = src.flatten(2).permute(0, 2, 1)  # (1, N, C)
-        with_pe = tokens + pe.get_dense_pe().flatten(2).permute(0, 2, 1)
-        cross_keys = _heads(to_image.k_proj(with_pe), to_image.num_heads).transpose(2, 3)
-        cross_values = _heads(to_image.v_proj(tokens), to_image.num_heads)
-        image_queries = _heads(to_tokens.q_proj(with_pe), to_tokens.num_heads).transpose(2, 3)
+        tokens = src.flatten(2)[0].t()  # (N, C)
+        with_pe = tokens + pe.get_dense_pe().flatten(2)[0].t()
+        cross_keys = _heads(to_image.k_proj, with_pe, to_image.num_heads).transpose(1, 2)
+        cross_values = _heads(to_image.v_proj, tokens, to_image.num_heads)
+        image_queries = _heads(to_tokens.q_proj, with_pe, to_tokens.num_heads).transpose(1, 2)
         upscale_tokens = tokens @ _upscale_weight(md, len(md.transformer.layers))
         upscale_tokens = upscale_tokens.reshape(1, *image_embeddings.shape[2:], -1)
-        return tokens, cross_keys, cross_values, image_queries, upscale_tokens
-
-
-def _heads(x, heads: int):
-    """(1, L, heads * d) -> (1, heads, L, d)."""
-    return x.reshape(1, x.shape[1], heads, -1).transpose(1, 2)
+        batch = (tokens, cross_keys, cross_values, image_queries)  # as the interface has them, batch 1
+        return (*(t.unsqueeze(0) for t in batch), upscale_tokens)
 
 
 class PromptDecoderGraph(nn.Module):
@@ -356,9 +352,10 @@ def _two_way_transformer(tr: nn.Module, context: tuple, key_pe, point_embedding,
         else:
             weights, projected = _attend_image_to_tokens(layer.cross_attn_image_to_token, k, q, queries, n)
         norm = layer.norm4
-        update = weights.reshape(-1, n).t() @ projected  # (N, C)
-        keys, mean, inv_std = _LayerNormWithStats.apply(keys + update, norm.weight, norm.bias, norm.eps)
-        updates.append(_ResidualUpdate(weights.reshape(-1, n), projected, mean, inv_std, norm))
+        weights = weights.reshape(-1, n)  # (H*T, N)
+        updated = keys + weights.t() @ projected
+        keys, mean, inv_std = _LayerNormWithStats.apply(updated, norm.weight, norm.bias, norm.eps)
+        updates.append(_ResidualUpdate(weights, projected, mean, inv_std, norm))
     # Only the IoU token and mask token 0 are read after the final attention (MedSAM's single
     # mask), and its query rows are independent: the other tokens' rows are not computed.
     queries = queries[:2]
@@ -368,8 +365,8 @@ def _two_way_transformer(tr: nn.Module, context: tuple, key_pe, point_embedding,
     return queries, updates
 
 
-def _token_heads(linear: nn.Linear, x, heads: int):
-    """``linear(x)`` for (T, C) tokens, split into heads: (heads, T, d)."""
+def _heads(linear: nn.Linear, x, heads: int):
+    """``linear(x)`` for (L, C) tokens, split into heads: (heads, L, d)."""
     return linear(x).reshape(-1, heads, linear.out_features // heads).transpose(0, 1)
 
 
@@ -377,7 +374,7 @@ def _attend_tokens(attn: nn.Module, q, k, v):
     """segment-anything's ``Attention(q, k, v)`` among the T prompt tokens, (T, C) each."""
     heads = attn.num_heads
     d = attn.internal_dim // heads
-    q_h, k_h, v_h = (_token_heads(proj, x, heads) for proj, x in ((attn.q_proj, q), (attn.k_proj, k), (attn.v_proj, v)))
+    q_h, k_h, v_h = (_heads(proj, x, heads) for proj, x in ((attn.q_proj, q), (attn.k_proj, k), (attn.v_proj, v)))
     weights = torch.softmax((q_h @ k_h.transpose(1, 2)) * (1.0 / math.sqrt(d)), dim=-1)  # (H, T, T)
     return attn.out_proj((weights @ v_h).transpose(0, 1).reshape(-1, heads * d))
 
@@ -388,7 +385,7 @@ def _attend_tokens_to_context(attn: nn.Module, q, cross_keys, cross_values):
     (1, H, N, d))."""
     heads = attn.num_heads
     d = attn.internal_dim // heads
-    q_h = _token_heads(attn.q_proj, q, heads)  # (H, T, d)
+    q_h = _heads(attn.q_proj, q, heads)  # (H, T, d)
     weights = torch.softmax((q_h @ cross_keys) * (1.0 / math.sqrt(d)), dim=-1)  # (1, H, T, N)
     out = (weights @ cross_values).transpose(1, 2).reshape(-1, heads * d)  # (T, H*d)
     return attn.out_proj(out)
@@ -401,7 +398,7 @@ def _attend_context_to_tokens(attn: nn.Module, image_queries, k, v):
     """
     heads = attn.num_heads
     d = attn.internal_dim // heads
-    k_h, v_h = _token_heads(attn.k_proj, k, heads), _token_heads(attn.v_proj, v, heads)  # (H, T, d)
+    k_h, v_h = _heads(attn.k_proj, k, heads), _heads(attn.v_proj, v, heads)  # (H, T, d)
     weights = _softmax_over_tokens((k_h @ image_queries) * (1.0 / math.sqrt(d)))  # (1, H, T, N)
     return _mixed_heads(attn, weights, v_h)
 
@@ -453,7 +450,7 @@ def _attend_tokens_to_image(attn: nn.Module, q, k, v):
     wk, _, d = _per_head(attn.k_proj, heads)
     wv, bv, _ = _per_head(attn.v_proj, heads)
     c = wk.shape[-1]
-    q_h = _token_heads(attn.q_proj, q, heads)  # (H, T, d)
+    q_h = _heads(attn.q_proj, q, heads)  # (H, T, d)
     g = (q_h @ wk) * (1.0 / math.sqrt(d))  # (H, T, C)
     weights = torch.softmax(g.reshape(-1, c) @ k.transpose(1, 2), dim=-1)  # (1, H*T, N), rows per head and token
     mixed = weights @ v  # (1, H*T, C)
@@ -473,7 +470,7 @@ def _attend_image_to_tokens(attn: nn.Module, q, k, v, n: int):
     heads = attn.num_heads
     wq, bq, d = _per_head(attn.q_proj, heads)
     c = wq.shape[-1]
-    k_h, v_h = _token_heads(attn.k_proj, k, heads), _token_heads(attn.v_proj, v, heads)  # (H, T, d)
+    k_h, v_h = _heads(attn.k_proj, k, heads), _heads(attn.v_proj, v, heads)  # (H, T, d)
     scale = 1.0 / math.sqrt(d)
     m = (k_h @ wq) * scale  # (H, T, C)
     offset = (k_h @ bq.unsqueeze(-1)) * scale  # (H, T, 1)

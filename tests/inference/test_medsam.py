@@ -29,6 +29,7 @@ from inference.engine.medsam import (
     dequantise_embedding,
     prompt_arrays,
     quantise_embedding,
+    session_options,
     validate_prompt,
 )
 from inference.engine.transforms import PreprocessSpec, resized_size
@@ -169,6 +170,35 @@ def test_importing_the_runtime_does_not_import_torch():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+
+
+def test_sessions_keep_a_matmul_and_its_add_apart(tmp_path):
+    """session_options turns onnxruntime's MatMulAddFusion off (its Gemm copies the addend on one
+    thread); an onnxruntime that ignored the setting would fuse this pair again."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((64, 128), np.float32), "w")
+    bias = numpy_helper.from_array(np.ones(128, np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["p"]), helper.make_node("Add", ["p", "b"], ["y"])],
+        "pair",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [256, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [256, 128])],
+        [weight, bias],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    optimised = tmp_path / "optimised.onnx"
+    for options, fused in ((session_options(1), False), (None, True)):
+        if options is None:  # onnxruntime's defaults fuse it: the check below can fail
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.optimized_model_filepath = str(optimised)
+        ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        ops = [node.op_type for node in onnx.load(str(optimised)).graph.node]
+        assert ("Gemm" in ops) == fused, ops
 
 
 # --- manifest ----------------------------------------------------------------------------------
