@@ -383,8 +383,8 @@ def _two_way_transformer(tr: nn.Module, context: tuple, key_pe, point_embedding,
     # mask), and its query rows are independent: the other tokens' rows are not computed.
     queries = queries[:2]
     q = queries + point_embedding[:2]
-    k = keys + key_pe
-    queries = tr.norm_final_attn(queries + _attend_tokens_to_image(tr.final_attn_token_to_image, q, k, keys))
+    attended = _attend_tokens_to_image(tr.final_attn_token_to_image, q, keys, keys, key_pe)
+    queries = tr.norm_final_attn(queries + attended)
     return queries, updates
 
 
@@ -463,22 +463,27 @@ def _per_head(linear: nn.Linear, heads: int) -> tuple[torch.Tensor, torch.Tensor
     return linear.weight.reshape(heads, d, inp), linear.bias.reshape(heads, d), d
 
 
-def _attend_tokens_to_image(attn: nn.Module, q, k, v):
+def _attend_tokens_to_image(attn: nn.Module, q, k, v, key_pe=None):
     """segment-anything's ``Attention(q, k, v)`` for T token queries (T, C) over N image keys
-    (1, N, C).
+    (1, N, C), or over the keys ``k + key_pe`` when ``key_pe`` (1, N, C) is given.
 
     Per head h, with Q_h = q Wq_h^T + bq_h (T x d): the logits Q_h (k Wk_h^T + bk_h)^T equal
     (Q_h Wk_h) k^T plus Q_h bk_h^T, a constant along each row that softmax ignores; and since
     softmax rows sum to 1, A_h (v Wv_h^T + bv_h) = (A_h v) Wv_h^T + bv_h.  So only T-row
-    products with the N x C image tokens are formed.
+    products with the N x C image tokens are formed.  The positional part of the keys adds
+    Q_h (Wk_h key_pe^T), whose right factor (d x N per head) is a constant of the model: with
+    few queries (the final attention's 2) that d-deep product costs less than the N x C pass
+    that would add key_pe to the keys.
     """
     heads = attn.num_heads
     wk, _, d = _per_head(attn.k_proj, heads)
     wv, bv, _ = _per_head(attn.v_proj, heads)
     c = wk.shape[-1]
-    q_h = _heads(attn.q_proj, q, heads)  # (H, T, d)
-    g = (q_h @ wk) * (1.0 / math.sqrt(d))  # (H, T, C)
-    weights = torch.softmax(g.reshape(-1, c) @ k.transpose(1, 2), dim=-1)  # (1, H*T, N), rows per head and token
+    q_h = _heads(attn.q_proj, q, heads) * (1.0 / math.sqrt(d))  # (H, T, d)
+    logits = (q_h @ wk).reshape(-1, c) @ k.transpose(1, 2)  # (1, H*T, N), rows per head and token
+    if key_pe is not None:
+        logits = logits + (q_h @ (wk @ key_pe[0].t())).reshape(1, -1, key_pe.shape[1])
+    weights = torch.softmax(logits, dim=-1)
     mixed = weights @ v  # (1, H*T, C)
     out = mixed.reshape(heads, -1, c) @ wv.transpose(1, 2) + bv.unsqueeze(1)  # (H, T, d)
     return attn.out_proj(out.transpose(0, 1).reshape(-1, heads * d))
