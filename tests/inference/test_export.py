@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from inference import export
-from inference.engine.medsam import Manifest, MedSAMDecoder, MedSAMEncoder, validate_prompt
+from inference.engine.medsam import Manifest, MedSAMDecoder, MedSAMEncoder, prompt_arrays, validate_prompt
 from inference.engine.transforms import prepare_image, resized_size
 from inference.export import (
     TOLERANCES,
@@ -96,30 +96,24 @@ def test_the_decoder_graph_keeps_the_upscaling_layernorm_whatever_its_epsilon(ep
     The upscaling's LayerNorm2d runs folded into the products (``_centred_scaled``) with its
     epsilon carried through the transformer's row scales: LiteMedSAM's 1e-6 never shows in
     the parity checks, so a large one (about the spread of the norm's inputs) stands in for
-    a case where it matters.  Logits are compared over the whole frame and, cropped to the
-    top-left tokens of a wide image, over the part the decoder upscales.
+    a case where it matters.  The reference is TorchMedSAM (the modules' own API).  Logits are
+    compared over the whole frame and, with the context cropped to its first 40 token columns,
+    over the part the decoder upscales.
     """
     model, _ = export.build_litemedsam()
     pe, md = model.prompt_encoder, model.mask_decoder
     md.output_upscaling[1].eps = eps
+    reference = TorchMedSAM(model, export.LITEMEDSAM_SPEC, "litemedsam")
     embedding = torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(0))
-    coords = torch.tensor([[[40.0, 60.0], [180.0, 150.0], [90.0, 100.0]]])  # box corners, then a point
-    labels = torch.tensor([[2.0, 3.0, 1.0]])
+    size = (256, 256)  # the input frame itself: prompt pixels are the graph's
+    prompt = validate_prompt(original_size=size, box=[40, 60, 180, 150], points=[[90, 100]], labels=[1])
+    theirs = torch.from_numpy(reference.predict(embedding[0].numpy(), size, prompt).low_res_logits)
+    coords, labels = (torch.from_numpy(a) for a in prompt_arrays(prompt, export.LITEMEDSAM_SPEC))
     with torch.no_grad():
-        sparse, dense = pe(points=(coords[:, 2:], labels[:, 2:]), boxes=coords[:, :2].reshape(1, 4), masks=None)
-        theirs, _ = md(
-            image_embeddings=embedding,
-            image_pe=pe.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=False,
-        )
         context = export.DecoderContextGraph(pe, md)(embedding)
         graph = export.PromptDecoderGraph(pe, md, (64, 64))
-        # Prompt order as prompt_arrays: points first, then the box corners.
-        points, point_labels = coords[:, [2, 0, 1]], labels[:, [2, 0, 1]]
-        ours, _ = graph(*context, points, point_labels)
-        cropped, _ = graph(*context[:4], context[4][:, :64, :40], points, point_labels)
+        ours, _ = graph(*context, coords, labels)
+        cropped, _ = graph(*context[:4], context[4][:, :64, :40], coords, labels)
     scale = theirs.abs().max()
     assert (ours - theirs).abs().max() / scale < 1e-5
     assert (cropped[..., :160] - theirs[..., :160]).abs().max() / scale < 1e-5
