@@ -173,6 +173,10 @@ class DecoderContextGraph(nn.Module):
     * cross_values (1, H, N, d): token-to-image value projection of the tokens, per head;
     * image_queries (1, H, d, N): image-to-token query projection of the tokens plus
       positional encoding, per head, transposed like cross_keys;
+    * second_keys (1, H, d, N), second_values (1, H, N, d), second_queries (1, H, d, N): the
+      second layer's token-to-image key and value and image-to-token query projections of the
+      tokens alone, their weights' columns scaled by the first layer's last LayerNorm weight,
+      without bias (what :class:`_SecondLayerImage` reads);
     * upscale_tokens (1, h, w, 4 c1): the tokens times the first upscaling product as the
       transformer's LayerNorms scale it (:func:`_upscale_weight`), the part of that product
       the prompt does not change (see :func:`_upscale_tokens`), on the h x w token grid: the
@@ -181,6 +185,7 @@ class DecoderContextGraph(nn.Module):
 
     def __init__(self, prompt_encoder: nn.Module, mask_decoder: nn.Module) -> None:
         super().__init__()
+        _check_depth(mask_decoder)
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
 
@@ -196,9 +201,26 @@ class DecoderContextGraph(nn.Module):
         cross_keys = _heads(to_image.k_proj, with_pe, to_image.num_heads).transpose(2, 3)
         cross_values = _heads(to_image.v_proj, tokens, to_image.num_heads)
         image_queries = _heads(to_tokens.q_proj, with_pe, to_tokens.num_heads).transpose(2, 3)
+        # The second layer's projections, of the tokens only (see _SecondLayerImage): with the
+        # weights' columns scaled by the first layer's norm4 weight and no bias.
+        second = md.transformer.layers[1]
+        g = layer.norm4.weight
+        to_image, to_tokens = second.cross_attn_token_to_image, second.cross_attn_image_to_token
+        second_keys = _split_heads(tokens @ (to_image.k_proj.weight * g).t(), to_image.num_heads).transpose(2, 3)
+        second_values = _split_heads(tokens @ (to_image.v_proj.weight * g).t(), to_image.num_heads)
+        second_queries = _split_heads(tokens @ (to_tokens.q_proj.weight * g).t(), to_tokens.num_heads).transpose(2, 3)
         upscale_tokens = tokens @ _upscale_weight(md, len(md.transformer.layers))
         upscale_tokens = upscale_tokens.reshape(1, *image_embeddings.shape[2:], -1)
-        return tokens, cross_keys, cross_values, image_queries, upscale_tokens
+        return (
+            tokens,
+            cross_keys,
+            cross_values,
+            image_queries,
+            second_keys,
+            second_values,
+            second_queries,
+            upscale_tokens,
+        )
 
 
 class PromptDecoderGraph(nn.Module):
@@ -215,12 +237,14 @@ class PromptDecoderGraph(nn.Module):
 
     * The first layer's cross-attentions start from the projections of the image tokens in
       the context (:class:`DecoderContextGraph`), made once per image.
-    * The later cross-attentions between the T prompt tokens (5 output tokens + the prompt
-      points, 7 for a box) and the N = 4096 image tokens are reassociated so that no
-      N x 256 x 128 projection of the image tokens is formed (see
-      :func:`_attend_tokens_to_image` and :func:`_attend_image_to_tokens`): each costs
-      N x 256 x 8T instead, 2.3 times fewer operations for a box; the break-even is 16 tokens
-      (box + 9 points).
+    * The second layer's cross-attentions between the T prompt tokens (5 output tokens + the
+      prompt points, 7 for a box) and the N = 4096 image tokens read the same image tokens'
+      projections in the context, corrected for the first layer's low-rank update and its
+      LayerNorm (:class:`_SecondLayerImage`): per head a d-deep product with the context and
+      an (8T + 1)-deep one with the update, instead of N x 256 x 8T products with the
+      updated tokens.
+    * The final attention is reassociated so that no N x 256 x 128 projection of the image
+      tokens is formed (:func:`_attend_tokens_to_image`): N x 256 x 16 for its two queries.
     * The final token-to-image attention is computed for the two tokens read after it (the IoU
       token and mask token 0) only.
     * The two 2 x 2 stride-2 transposed convolutions of ``output_upscaling`` map each pixel to
@@ -246,6 +270,7 @@ class PromptDecoderGraph(nn.Module):
 
     def __init__(self, prompt_encoder: nn.Module, mask_decoder: nn.Module, size: tuple[int, int]) -> None:
         super().__init__()
+        _check_depth(mask_decoder)
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
         self.size = size  # (h, w) of the image embedding
@@ -271,6 +296,9 @@ class PromptDecoderGraph(nn.Module):
         cross_keys,
         cross_values,
         image_queries,
+        second_keys,
+        second_values,
+        second_queries,
         upscale_tokens,
         point_coords,
         point_labels,
@@ -282,7 +310,7 @@ class PromptDecoderGraph(nn.Module):
         # MaskDecoder.predict_masks, batch 1, for mask token 0 only.
         tokens = torch.cat((md.iou_token.weight, md.mask_tokens.weight, sparse))
         key_pe = pe.get_dense_pe().flatten(2).permute(0, 2, 1)
-        context = (image_tokens, cross_keys, cross_values, image_queries)
+        context = (image_tokens, cross_keys, cross_values, image_queries, second_keys, second_values, second_queries)
         hs, updates = _two_way_transformer(md.transformer, context, key_pe, tokens, self.size)
         hyper = md.output_hypernetworks_mlps[0](hs[1:2])
         masks = _upscale_tokens(md, upscale_tokens, updates, hyper, self.size)
@@ -344,18 +372,18 @@ class _ResidualUpdate:
 
 
 def _two_way_transformer(tr: nn.Module, context: tuple, key_pe, point_embedding, size: tuple[int, int]):
-    """``TwoWayTransformer.forward`` (batch 1): the first layer's cross-attentions from the
-    image context, the later ones reassociated.  Tokens are (T, C), image tokens (1, N, C).
-    Returns the first two output tokens (IoU token, mask token 0) and each layer's
+    """``TwoWayTransformer.forward`` (batch 1, two layers): both layers' cross-attentions read
+    the image through the context, the second one also through the first one's update
+    (:class:`_SecondLayerImage`).  Tokens are (T, C), image tokens (1, N, C).  Returns the
+    first two output tokens (IoU token, mask token 0) and each layer's
     :class:`_ResidualUpdate` of the image tokens (the last one's LayerNorm output is the image
     tokens the mask decoder upscales)."""
-    keys, cross_keys, cross_values, image_queries = context
+    keys, cross_keys, cross_values, image_queries, *second_context = context
     n = size[0] * size[1]
     queries = point_embedding
     updates = []
     for i, layer in enumerate(tr.layers):
-        first = i == 0  # its image-side projections are in the context
-        k = None if first else keys + key_pe
+        image = None if i == 0 else _SecondLayerImage(*second_context, key_pe, updates[0], n)
         if layer.skip_first_layer_pe:
             queries = _attend_tokens(layer.self_attn, queries, queries, queries)
         else:
@@ -363,17 +391,17 @@ def _two_way_transformer(tr: nn.Module, context: tuple, key_pe, point_embedding,
             queries = queries + _attend_tokens(layer.self_attn, q, q, queries)
         queries = layer.norm1(queries)
         q = queries + point_embedding
-        if first:
+        if image is None:
             attended = _attend_tokens_to_context(layer.cross_attn_token_to_image, q, cross_keys, cross_values)
         else:
-            attended = _attend_tokens_to_image(layer.cross_attn_token_to_image, q, k, keys)
+            attended = image.attend_tokens(layer.cross_attn_token_to_image, q)
         queries = layer.norm2(queries + attended)
         queries = layer.norm3(queries + layer.mlp(queries))
         q = queries + point_embedding
-        if first:
+        if image is None:
             weights, projected = _attend_context_to_tokens(layer.cross_attn_image_to_token, image_queries, q, queries)
         else:
-            weights, projected = _attend_image_to_tokens(layer.cross_attn_image_to_token, k, q, queries, n)
+            weights, projected = image.attend_image(layer.cross_attn_image_to_token, q, queries)
         norm = layer.norm4
         weights = weights.reshape(-1, n)  # (H*T, N)
         updated = keys + weights.t() @ projected
@@ -388,12 +416,91 @@ def _two_way_transformer(tr: nn.Module, context: tuple, key_pe, point_embedding,
     return queries, updates
 
 
+def _check_depth(mask_decoder: nn.Module) -> None:
+    layers = len(mask_decoder.transformer.layers)
+    if layers != 2:  # SAM's and MedSAM's two-way transformers both have two
+        raise ValueError(f"the decoder graphs are written for a two-layer TwoWayTransformer, not {layers} layers")
+
+
+class _SecondLayerImage:
+    """The image tokens the second layer's cross-attentions read, ``K1 = LN(K0 + A^T P)`` (the
+    first layer's :class:`_ResidualUpdate`), without forming them.
+
+    For a projection with per-head weight W (d x C) and the LayerNorm's weight g, bias beta and
+    row statistics m, s: with G = W diag(g),
+
+        W K1[n] = s_n (G K0[n] + F^T R[:, n]) + W beta,   R = [A ; m^T],  F = [P G^T ; -(G 1)^T]
+
+    G K0^T is in the context, per head (``second_keys``, ``second_values``,
+    ``second_queries``), made once per image; F is (H*T + 1) x d.  So the T tokens meet the
+    N image tokens through d-deep products with the context and (H*T + 1)-deep products with
+    R, where the explicit K1 cost three N x C x H*T products (and K1 + key_pe one more pass).
+    The positional part, W key_pe^T, is a constant of the model.
+    """
+
+    def __init__(self, keys, values, queries, key_pe, update: "_ResidualUpdate", n: int) -> None:
+        self.keys, self.values, self.queries = keys, values, queries  # (1, H, d, N), (1, H, N, d), (1, H, d, N)
+        self.key_pe = key_pe[0]  # (N, C)
+        self.norm = update.norm
+        self.scale = update.inv_std.reshape(1, n)  # s, one per image token
+        self.rows = torch.cat((update.weights, update.mean.reshape(1, n)))  # R, (H*T + 1, N)
+        self.projected = update.projected  # P, (H*T, C)
+
+    def _factor(self, w):
+        """F for per-head weights w (H, d, C): (H, H*T + 1, d)."""
+        g = w * self.norm.weight
+        return torch.cat((self.projected @ g.transpose(1, 2), -g.sum(-1).unsqueeze(1)), dim=1)
+
+    def _logits(self, vectors, w, context):
+        """vectors (H, T, d) dotted with the projected image tokens W K1[n] + W key_pe[n],
+        less the row constants vectors . W beta: (H*T, N)."""
+        heads, tokens = vectors.shape[:2]
+        low_rank = (vectors @ self._factor(w).transpose(1, 2)).reshape(heads * tokens, -1) @ self.rows
+        projected = (vectors @ context).reshape(heads * tokens, -1) + low_rank
+        positional = (vectors @ (w @ self.key_pe.t())).reshape(heads * tokens, -1)
+        return projected * self.scale + positional
+
+    def attend_tokens(self, attn: nn.Module, q):
+        """segment-anything's ``Attention(q, k, v)`` for T token queries (T, C) over the image
+        keys K1 + key_pe and values K1.  The key bias and W_k beta add a constant to each
+        row of logits, which softmax ignores; the value bias and W_v beta pass through
+        unchanged, as each row of weights sums to 1."""
+        heads = attn.num_heads
+        wk, _, d = _per_head(attn.k_proj, heads)
+        wv, bv, _ = _per_head(attn.v_proj, heads)
+        q_h = _heads(attn.q_proj, q, heads) * (1.0 / math.sqrt(d))  # (H, T, d)
+        weights = torch.softmax(self._logits(q_h, wk, self.keys), dim=-1) * self.scale  # (H*T, N), times s
+        tokens = q_h.shape[1]
+        out = (weights.reshape(1, heads, tokens, -1) @ self.values)[0]  # (H, T, d)
+        out = out + (weights @ self.rows.t()).reshape(heads, tokens, -1) @ self._factor(wv)
+        out = out + (wv @ self.norm.bias + bv).unsqueeze(1)
+        return attn.out_proj(out.transpose(0, 1).reshape(-1, heads * d))
+
+    def attend_image(self, attn: nn.Module, k, v):
+        """segment-anything's ``Attention(q, k, v)`` for the image queries K1 + key_pe over T
+        token keys (T, C) and values, as the two factors of :func:`_mixed_heads`.  Here the
+        query bias and W_q beta vary along the softmax's axis (the tokens) and are kept."""
+        heads = attn.num_heads
+        wq, bq, d = _per_head(attn.q_proj, heads)
+        k_h, v_h = _heads(attn.k_proj, k, heads), _heads(attn.v_proj, v, heads)  # (H, T, d)
+        k_h = k_h * (1.0 / math.sqrt(d))
+        offset = k_h @ (wq @ self.norm.bias + bq).unsqueeze(-1)  # (H, T, 1)
+        logits = self._logits(k_h, wq, self.queries).reshape(heads, -1, self.rows.shape[1]) + offset
+        weights = _softmax_over_tokens(logits.unsqueeze(0))  # (1, H, T, N)
+        return _mixed_heads(attn, weights, v_h)
+
+
 def _heads(linear: nn.Linear, x, heads: int):
     """``linear(x)`` split into heads: (L, C) tokens -> (heads, L, d); (1, L, C) -> (1, heads, L, d)."""
-    d = linear.out_features // heads
+    return _split_heads(linear(x), heads)
+
+
+def _split_heads(x, heads: int):
+    """(L, heads * d) -> (heads, L, d); (1, L, heads * d) -> (1, heads, L, d)."""
+    d = x.shape[-1] // heads
     if x.dim() == 2:
-        return linear(x).reshape(-1, heads, d).transpose(0, 1)
-    return linear(x).reshape(1, -1, heads, d).transpose(1, 2)
+        return x.reshape(-1, heads, d).transpose(0, 1)
+    return x.reshape(1, -1, heads, d).transpose(1, 2)
 
 
 def _attend_tokens(attn: nn.Module, q, k, v):
@@ -487,27 +594,6 @@ def _attend_tokens_to_image(attn: nn.Module, q, k, v, key_pe=None):
     mixed = weights @ v  # (1, H*T, C)
     out = mixed.reshape(heads, -1, c) @ wv.transpose(1, 2) + bv.unsqueeze(1)  # (H, T, d)
     return attn.out_proj(out.transpose(0, 1).reshape(-1, heads * d))
-
-
-def _attend_image_to_tokens(attn: nn.Module, q, k, v, n: int):
-    """segment-anything's ``Attention(q, k, v)`` for N image queries (1, N, C) over T token
-    keys (T, C), as the two factors of :func:`_mixed_heads`.  ``n`` is N.
-
-    Per head h, with K_h, V_h the projected tokens (T x d): the logits, transposed,
-    K_h (q Wq_h^T + bq_h)^T = (K_h Wq_h) q^T + K_h bq_h, and the output projection of the
-    concatenated heads is sum_h A_h (V_h Wo_h) + bo, with Wo_h head h's rows of Wo^T.  So the
-    image tokens meet T x C matrices only.
-    """
-    heads = attn.num_heads
-    wq, bq, d = _per_head(attn.q_proj, heads)
-    c = wq.shape[-1]
-    k_h, v_h = _heads(attn.k_proj, k, heads), _heads(attn.v_proj, v, heads)  # (H, T, d)
-    scale = 1.0 / math.sqrt(d)
-    m = (k_h @ wq) * scale  # (H, T, C)
-    offset = (k_h @ bq.unsqueeze(-1)) * scale  # (H, T, 1)
-    logits = m.reshape(-1, c) @ q.transpose(1, 2) + offset.reshape(-1, 1)  # (1, H*T, N)
-    weights = _softmax_over_tokens(logits.reshape(1, heads, -1, n))  # (1, H, T, N)
-    return _mixed_heads(attn, weights, v_h)
 
 
 def _upscale_weight(mask_decoder: nn.Module, layers: int) -> torch.Tensor:

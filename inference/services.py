@@ -140,7 +140,7 @@ ContextKey = tuple[uuid.UUID, str, str]
 
 
 class _ContextCache:
-    """Decoder contexts (``MedSAMDecoder.context``, about 14 MB each) of recently prompted images.
+    """Decoder contexts (``MedSAMDecoder.context``, about 20 MB each) of recently prompted images.
 
     A hit saves reading the embedding's row and file and running the context graph (a few
     milliseconds together).

@@ -247,7 +247,7 @@ CROWDSEG_SERVE_MEDIA = env_bool("CROWDSEG_SERVE_MEDIA", True)
 CROWDSEG_MODEL_DIR = Path(env("CROWDSEG_MODEL_DIR") or DATA_DIR / "models" / "litemedsam")
 CROWDSEG_EMBED_ON_IMPORT = env_bool("CROWDSEG_EMBED_ON_IMPORT", True)
 CROWDSEG_ONNX_THREADS = env_int("CROWDSEG_ONNX_THREADS", 0)  # 0: onnxruntime's choice
-# Images whose decoder context (about 14 MB each) a server process keeps in memory.
+# Images whose decoder context (about 20 MB each) a server process keeps in memory.
 CROWDSEG_DECODER_CONTEXT_CACHE = env_int("CROWDSEG_DECODER_CONTEXT_CACHE", 32)
 
 LOGGING = {

@@ -57,15 +57,25 @@ __all__ = [
 
 MANIFEST_FILE = "manifest.json"
 # 2: the decoder split into context + decoder graphs, no mask input; 3: upscale_tokens added to
-# the context; 4: image queries transposed, upscale_tokens as a token grid the caller may crop
-MANIFEST_FORMAT = 4
+# the context; 4: image queries transposed, upscale_tokens as a token grid the caller may crop;
+# 5: the second layer's projections of the image tokens in the context
+MANIFEST_FORMAT = 5
 DEFAULT_MAX_POINTS = 16
 
 # Context graph interface: the prompt-independent tensors of the mask decoder for one image
 # (shapes for LiteMedSAM: N = 64 * 64 image tokens, C = 256 channels, 8 heads of d = 16;
 # see inference.export.DecoderContextGraph).
 CONTEXT_INPUTS = ("image_embeddings",)
-CONTEXT_OUTPUTS = ("image_tokens", "cross_keys", "cross_values", "image_queries", "upscale_tokens")
+CONTEXT_OUTPUTS = (
+    "image_tokens",
+    "cross_keys",
+    "cross_values",
+    "image_queries",
+    "second_keys",
+    "second_values",
+    "second_queries",
+    "upscale_tokens",
+)
 # Decoder graph interface: the context, then the prompt as segment-anything's SamOnnxModel
 # takes it.  No mask input: MedSAM was not trained to refine a mask.  The upscaling to the
 # image is done in numpy on only the region a mask can reach (transforms.mask_from_low_res).
@@ -532,7 +542,7 @@ class Prediction:
 class ImageContext:
     """What the decoder needs from one image, whatever the prompt: the context graph's outputs.
 
-    tensors: ``CONTEXT_OUTPUTS`` name -> float32 array, about 14 MB for a 64 x 64 embedding.
+    tensors: ``CONTEXT_OUTPUTS`` name -> float32 array, about 20 MB for a 64 x 64 embedding.
     original_size: ``(H, W)`` of the image whose tokens ``upscale_tokens`` was cropped to, or
         None for the whole frame (then it serves any image size).
     Made by :meth:`MedSAMDecoder.context`; keep it while prompts on the same image keep coming.
