@@ -438,7 +438,7 @@ class _SecondLayerImage:
     The positional part, W key_pe^T, is a constant of the model.
     """
 
-    def __init__(self, keys, values, queries, key_pe, update: "_ResidualUpdate", n: int) -> None:
+    def __init__(self, keys, values, queries, key_pe, update: _ResidualUpdate, n: int) -> None:
         self.keys, self.values, self.queries = keys, values, queries  # (1, H, d, N), (1, H, N, d), (1, H, d, N)
         self.key_pe = key_pe[0]  # (N, C)
         self.norm = update.norm
