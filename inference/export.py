@@ -206,9 +206,9 @@ class DecoderContextGraph(nn.Module):
         second = md.transformer.layers[1]
         g = layer.norm4.weight
         to_image, to_tokens = second.cross_attn_token_to_image, second.cross_attn_image_to_token
-        second_keys = _split_heads(tokens @ (to_image.k_proj.weight * g).t(), to_image.num_heads).transpose(2, 3)
-        second_values = _split_heads(tokens @ (to_image.v_proj.weight * g).t(), to_image.num_heads)
-        second_queries = _split_heads(tokens @ (to_tokens.q_proj.weight * g).t(), to_tokens.num_heads).transpose(2, 3)
+        second_keys = _second_heads(to_image.k_proj, g, tokens, to_image.num_heads).transpose(2, 3)
+        second_values = _second_heads(to_image.v_proj, g, tokens, to_image.num_heads)
+        second_queries = _second_heads(to_tokens.q_proj, g, tokens, to_tokens.num_heads).transpose(2, 3)
         upscale_tokens = tokens @ _upscale_weight(md, len(md.transformer.layers))
         upscale_tokens = upscale_tokens.reshape(1, *image_embeddings.shape[2:], -1)
         return (
@@ -221,6 +221,12 @@ class DecoderContextGraph(nn.Module):
             second_queries,
             upscale_tokens,
         )
+
+
+def _second_heads(linear: nn.Linear, g, tokens, heads: int):
+    """``tokens (diag(g) W^T)`` of a Linear's weight W, without its bias, split into heads:
+    (1, N, C) -> (1, heads, N, d)."""
+    return _split_heads(tokens @ (linear.weight * g).t(), heads, linear.out_features // heads)
 
 
 class PromptDecoderGraph(nn.Module):
@@ -429,36 +435,35 @@ class _SecondLayerImage:
     For a projection with per-head weight W (d x C) and the LayerNorm's weight g, bias beta and
     row statistics m, s: with G = W diag(g),
 
-        W K1[n] = s_n (G K0[n] + F^T R[:, n]) + W beta,   R = [A ; m^T],  F = [P G^T ; -(G 1)^T]
+        W K1[n] = s_n (G K0[n] + G P'^T R[:, n]) + W beta,   R = [A ; m^T],  P' = [P ; -1^T]
 
     G K0^T is in the context, per head (``second_keys``, ``second_values``,
-    ``second_queries``), made once per image; F is (H*T + 1) x d.  So the T tokens meet the
-    N image tokens through d-deep products with the context and (H*T + 1)-deep products with
-    R, where the explicit K1 cost three N x C x H*T products (and K1 + key_pe one more pass).
-    The positional part, W key_pe^T, is a constant of the model.
+    ``second_queries``), made once per image.  So the T tokens meet the N image tokens through
+    d-deep products with the context and one (H*T + 1)-deep product with R, where the explicit
+    K1 cost three N x C x H*T products (and K1 + key_pe one more pass).  The positional part,
+    W key_pe^T, is a constant of the model.
+
+    Shapes come from constants, -1 and Flatten, so the graph holds no shape arithmetic for the
+    number of tokens; the products with R take all heads at once (as (H*T, N) rows), so that R
+    is packed for each product once rather than once per head.
     """
 
     def __init__(self, keys, values, queries, key_pe, update: _ResidualUpdate, n: int) -> None:
         self.keys, self.values, self.queries = keys, values, queries  # (1, H, d, N), (1, H, N, d), (1, H, d, N)
         self.key_pe = key_pe[0]  # (N, C)
+        self.n, self.c = n, update.norm.normalized_shape[0]
         self.norm = update.norm
         self.scale = update.inv_std.reshape(1, n)  # s, one per image token
         self.rows = torch.cat((update.weights, update.mean.reshape(1, n)))  # R, (H*T + 1, N)
-        self.projected = update.projected  # P, (H*T, C)
-
-    def _factor(self, w):
-        """F for per-head weights w (H, d, C): (H, H*T + 1, d)."""
-        g = w * self.norm.weight
-        return torch.cat((self.projected @ g.transpose(1, 2), -g.sum(-1).unsqueeze(1)), dim=1)
+        self.projected = torch.cat((update.projected, -torch.ones(1, self.c)))  # P', (H*T + 1, C)
 
     def _logits(self, vectors, w, context):
         """vectors (H, T, d) dotted with the projected image tokens W K1[n] + W key_pe[n],
         less the row constants vectors . W beta: (H*T, N)."""
-        heads, tokens = vectors.shape[:2]
-        low_rank = (vectors @ self._factor(w).transpose(1, 2)).reshape(heads * tokens, -1) @ self.rows
-        projected = (vectors @ context).reshape(heads * tokens, -1) + low_rank
-        positional = (vectors @ (w @ self.key_pe.t())).reshape(heads * tokens, -1)
-        return projected * self.scale + positional
+        g = w * self.norm.weight  # G, (H, d, C)
+        low_rank = ((vectors @ g).flatten(0, -2) @ self.projected.t()) @ self.rows
+        projected = (vectors @ context).reshape(-1, self.n) + low_rank
+        return projected * self.scale + (vectors @ (w @ self.key_pe.t())).reshape(-1, self.n)
 
     def attend_tokens(self, attn: nn.Module, q):
         """segment-anything's ``Attention(q, k, v)`` for T token queries (T, C) over the image
@@ -470,9 +475,9 @@ class _SecondLayerImage:
         wv, bv, _ = _per_head(attn.v_proj, heads)
         q_h = _heads(attn.q_proj, q, heads) * (1.0 / math.sqrt(d))  # (H, T, d)
         weights = torch.softmax(self._logits(q_h, wk, self.keys), dim=-1) * self.scale  # (H*T, N), times s
-        tokens = q_h.shape[1]
-        out = (weights.reshape(1, heads, tokens, -1) @ self.values)[0]  # (H, T, d)
-        out = out + (weights @ self.rows.t()).reshape(heads, tokens, -1) @ self._factor(wv)
+        out = (weights.reshape(1, heads, -1, self.n) @ self.values)[0]  # (H, T, d)
+        mixed = (weights @ self.rows.t()) @ self.projected  # (H*T, C)
+        out = out + mixed.reshape(heads, -1, self.c) @ (wv * self.norm.weight).transpose(1, 2)
         out = out + (wv @ self.norm.bias + bv).unsqueeze(1)
         return attn.out_proj(out.transpose(0, 1).reshape(-1, heads * d))
 
@@ -485,19 +490,19 @@ class _SecondLayerImage:
         k_h, v_h = _heads(attn.k_proj, k, heads), _heads(attn.v_proj, v, heads)  # (H, T, d)
         k_h = k_h * (1.0 / math.sqrt(d))
         offset = k_h @ (wq @ self.norm.bias + bq).unsqueeze(-1)  # (H, T, 1)
-        logits = self._logits(k_h, wq, self.queries).reshape(heads, -1, self.rows.shape[1]) + offset
+        logits = self._logits(k_h, wq, self.queries).reshape(heads, -1, self.n) + offset
         weights = _softmax_over_tokens(logits.unsqueeze(0))  # (1, H, T, N)
         return _mixed_heads(attn, weights, v_h)
 
 
 def _heads(linear: nn.Linear, x, heads: int):
     """``linear(x)`` split into heads: (L, C) tokens -> (heads, L, d); (1, L, C) -> (1, heads, L, d)."""
-    return _split_heads(linear(x), heads)
+    return _split_heads(linear(x), heads, linear.out_features // heads)
 
 
-def _split_heads(x, heads: int):
-    """(L, heads * d) -> (heads, L, d); (1, L, heads * d) -> (1, heads, L, d)."""
-    d = x.shape[-1] // heads
+def _split_heads(x, heads: int, d: int):
+    """(L, heads * d) -> (heads, L, d); (1, L, heads * d) -> (1, heads, L, d).  ``d`` is given, as
+    a number: from ``x.shape`` the graph would compute it on every run."""
     if x.dim() == 2:
         return x.reshape(-1, heads, d).transpose(0, 1)
     return x.reshape(1, -1, heads, d).transpose(1, 2)
