@@ -151,6 +151,21 @@ def test_the_graphs_have_the_documented_interface(medsam_manifest):
         assert {o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")} == {17}
 
 
+def test_the_decoder_graph_computes_no_shapes_from_the_prompt(medsam_manifest, tmp_path):
+    """Every size in the per-prompt graph is a constant or -1, but for the crop of the upscaling
+    to the tokens ``upscale_tokens`` holds: shape arithmetic on the tokens (as splitting heads by
+    ``x.shape``) adds a dozen small nodes to every prompt, and onnxruntime cannot fold it."""
+    import onnxruntime as ort
+
+    from inference.engine.medsam import session_options
+
+    options = session_options(1)
+    options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(str(medsam_manifest.decoder_path), options)
+    graph = onnx.load(options.optimized_model_filepath).graph
+    assert [n.input[0] for n in graph.node if n.op_type == "Shape"] == ["upscale_tokens"]
+
+
 def test_verification_prompts_are_valid_and_deterministic(real_images):
     for image in real_images.values():
         prompts = verification_prompts(image)
