@@ -563,12 +563,8 @@ def to_polygons(mask: np.ndarray, tolerance: float = 1.0, *, max_polygons: int =
         raise ValueError(f"mask must be a 2-D (H, W) array, got shape {arr.shape}")
     if not np.isfinite(tolerance) or tolerance < 0:
         raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance}")
-    out = []
-    for ring in _outer_rings(arr != 0, max_polygons):
-        simple = _simplify_ring(ring, float(tolerance))
-        if len(simple) >= 3:
-            out.append(simple.astype(np.float64).ravel().tolist())
-    return out
+    rings = _simplify_rings(_outer_rings(arr != 0, max_polygons), float(tolerance))
+    return [ring.astype(np.float64).ravel().tolist() for ring in rings if len(ring) >= 3]
 
 
 # Edge directions on the pixel-corner grid (y down): E, S, W, N.  +1 mod 4 is a
@@ -709,34 +705,59 @@ def _nonzero2d(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.divmod(np.flatnonzero(a), a.shape[1])
 
 
-def _simplify_ring(ring: np.ndarray, tol: float) -> np.ndarray:
-    """Douglas-Peucker on a closed ring ``(n, 2)``; returns the kept vertices."""
-    n = len(ring)
-    if n < 4 or tol == 0:
-        return ring
-    pts = ring.astype(np.float64)
-    # Split the ring at vertex 0 and the vertex farthest from it.
-    far = int(np.argmax(((pts - pts[0]) ** 2).sum(axis=1)))
-    keep = np.zeros(n + 1, dtype=bool)
-    closed = np.vstack((pts, pts[:1]))
-    keep[[0, far, n]] = True
-    stack = [(0, far), (far, n)]
-    while stack:
-        i, j = stack.pop()
-        if j - i < 2:
-            continue
-        a, b = closed[i], closed[j]
-        seg = closed[i + 1 : j]
-        ab = b - a
-        norm = float(np.hypot(ab[0], ab[1]))
-        if norm == 0:
-            dist = np.hypot(seg[:, 0] - a[0], seg[:, 1] - a[1])
-        else:
-            dist = np.abs(ab[0] * (seg[:, 1] - a[1]) - ab[1] * (seg[:, 0] - a[0])) / norm
-        k = int(np.argmax(dist))
-        if dist[k] > tol:
-            m = i + 1 + k
-            keep[m] = True
-            stack.append((i, m))
-            stack.append((m, j))
-    return ring[keep[:n]]
+def _simplify_rings(rings: list[np.ndarray], tol: float) -> list[np.ndarray]:
+    """Douglas-Peucker on closed rings ``(n, 2)``; returns each ring's kept vertices.
+
+    Each ring is split at vertex 0 and the vertex farthest from it, then every segment of
+    every ring still open is examined at once, level by level, in numpy: the kept vertices
+    are the recursive algorithm's (a segment's split depends only on its ends; ties go to the
+    first vertex, as ``np.argmax``), at a few numpy calls per level rather than per segment
+    (a mask's outline is typically several rings of a few hundred vertices).
+    """
+    if tol == 0:
+        return list(rings)
+    todo = [i for i, ring in enumerate(rings) if len(ring) >= 4]
+    if not todo:
+        return list(rings)
+    # All rings in one array, each closed by its first vertex again.
+    sizes = np.array([len(rings[i]) for i in todo])
+    base = np.cumsum(sizes + 1) - (sizes + 1)
+    closed = np.concatenate([np.vstack((rings[i], rings[i][:1])) for i in todo]).astype(np.float64)
+    # The farthest vertex from vertex 0, per ring (the closing copy of vertex 0 is at distance 0).
+    ring_of = np.repeat(np.arange(len(todo)), sizes + 1)
+    far = _first_max(((closed - closed[base][ring_of]) ** 2).sum(axis=1), base, ring_of)[1]
+    keep = np.zeros(len(closed), dtype=bool)
+    keep[np.concatenate((base, far, base + sizes))] = True
+    start, end = np.concatenate((base, far)), np.concatenate((far, base + sizes))
+    while True:
+        wide = end - start >= 2  # segments with vertices between their ends
+        start, end = start[wide], end[wide]
+        if start.size == 0:
+            break
+        inside = end - start - 1
+        first = np.cumsum(inside) - inside  # where each segment's vertices begin, flattened
+        seg = np.repeat(np.arange(start.size), inside)
+        idx = np.arange(seg.size) - first[seg] + start[seg] + 1
+        a = closed[start][seg]
+        ab = (closed[end] - closed[start])[seg]
+        norm = np.hypot(ab[:, 0], ab[:, 1])
+        dx, dy = closed[idx, 0] - a[:, 0], closed[idx, 1] - a[:, 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dist = np.where(norm == 0, np.hypot(dx, dy), np.abs(ab[:, 0] * dy - ab[:, 1] * dx) / norm)
+        best, at = _first_max(dist, first, seg)
+        split = best > tol
+        middle = idx[at[split]]
+        keep[middle] = True
+        start, end = np.concatenate((start[split], middle)), np.concatenate((middle, end[split]))
+    out = list(rings)
+    for i, b, n in zip(todo, base.tolist(), sizes.tolist(), strict=True):
+        out[i] = rings[i][keep[b : b + n]]
+    return out
+
+
+def _first_max(values: np.ndarray, first: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per group of consecutive ``values`` (groups start at ``first``; ``group`` names each
+    value's): the maximum, and the position of its first occurrence, as ``np.argmax``."""
+    best = np.maximum.reduceat(values, first)
+    hit = np.flatnonzero(values == best[group])  # ascending, so grouped
+    return best, hit[np.r_[True, group[hit][1:] != group[hit][:-1]]]

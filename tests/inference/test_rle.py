@@ -463,6 +463,48 @@ def test_to_polygons_drops_holes_orders_by_area_and_caps_count():
     assert len(rle.to_polygons(many, tolerance=0, max_polygons=1000)) == 100
 
 
+def _recursive_douglas_peucker(ring: np.ndarray, tol: float) -> np.ndarray:
+    """The textbook algorithm, one segment at a time: what _simplify_ring must keep."""
+    pts = np.vstack((ring, ring[:1])).astype(np.float64)
+    n = len(ring)
+    far = int(np.argmax(((pts[:-1] - pts[0]) ** 2).sum(axis=1)))
+    keep = {0, far}
+
+    def split(i: int, j: int) -> None:
+        if j - i < 2:
+            return
+        a, b, inner = pts[i], pts[j], pts[i + 1 : j]
+        ab = b - a
+        norm = float(np.hypot(ab[0], ab[1]))
+        if norm == 0:
+            dist = np.hypot(inner[:, 0] - a[0], inner[:, 1] - a[1])
+        else:
+            dist = np.abs(ab[0] * (inner[:, 1] - a[1]) - ab[1] * (inner[:, 0] - a[0])) / norm
+        k = int(np.argmax(dist))
+        if dist[k] > tol:
+            keep.add(i + 1 + k)
+            split(i, i + 1 + k)
+            split(i + 1 + k, j)
+
+    split(0, far)
+    split(far, n)
+    return ring[sorted(keep)]
+
+
+@pytest.mark.parametrize("tol", [0.5, 1.0, 2.5])
+def test_ring_simplification_keeps_what_douglas_peucker_keeps(tol):
+    rng = np.random.default_rng(31)
+    masks = [blobs(200, 160, rng, n=3, spread=0.5) for _ in range(4)]
+    masks += [rng.random((60, 80)) < 0.3 for _ in range(2)]  # noisy: many short rings
+    masks.append(np.pad(np.ones((30, 30), dtype=bool), 5))  # a square: collinear runs, ties
+    rings = [ring for mask in masks for ring in rle._outer_rings(mask, 1000)]
+    assert len(rings) > 50 and max(len(r) for r in rings) > 150
+    ours = rle._simplify_rings(rings, tol)  # all at once, as to_polygons calls it
+    assert len(ours) == len(rings)
+    for ring, simple in zip(rings, ours, strict=True):
+        np.testing.assert_array_equal(simple, _recursive_douglas_peucker(ring, tol) if len(ring) >= 4 else ring)
+
+
 def test_to_polygons_validation():
     with pytest.raises(ValueError, match="2-D"):
         rle.to_polygons(np.zeros(5))
