@@ -417,7 +417,7 @@ def _two_way_transformer(tr: nn.Module, context: tuple, key_pe, point_embedding,
     # mask), and its query rows are independent: the other tokens' rows are not computed.
     queries = queries[:2]
     q = queries + point_embedding[:2]
-    attended = _attend_tokens_to_image(tr.final_attn_token_to_image, q, keys, keys, key_pe)
+    attended = _attend_tokens_to_image(tr.final_attn_token_to_image, q, keys, key_pe)
     queries = tr.norm_final_attn(queries + attended)
     return queries, updates
 
@@ -575,9 +575,10 @@ def _per_head(linear: nn.Linear, heads: int) -> tuple[torch.Tensor, torch.Tensor
     return linear.weight.reshape(heads, d, inp), linear.bias.reshape(heads, d), d
 
 
-def _attend_tokens_to_image(attn: nn.Module, q, k, v, key_pe=None):
-    """segment-anything's ``Attention(q, k, v)`` for T token queries (T, C) over N image keys
-    (1, N, C), or over the keys ``k + key_pe`` when ``key_pe`` (1, N, C) is given.
+def _attend_tokens_to_image(attn: nn.Module, q, image, key_pe):
+    """segment-anything's ``Attention(q, k, v)`` for T token queries (T, C) over the keys
+    ``image + key_pe`` and the values ``image``, N image tokens (1, N, C) and their positional
+    encoding (1, N, C).
 
     Per head h, with Q_h = q Wq_h^T + bq_h (T x d): the logits Q_h (k Wk_h^T + bk_h)^T equal
     (Q_h Wk_h) k^T plus Q_h bk_h^T, a constant along each row that softmax ignores; and since
@@ -592,11 +593,10 @@ def _attend_tokens_to_image(attn: nn.Module, q, k, v, key_pe=None):
     wv, bv, _ = _per_head(attn.v_proj, heads)
     c = wk.shape[-1]
     q_h = _heads(attn.q_proj, q, heads) * (1.0 / math.sqrt(d))  # (H, T, d)
-    logits = (q_h @ wk).reshape(-1, c) @ k.transpose(1, 2)  # (1, H*T, N), rows per head and token
-    if key_pe is not None:
-        logits = logits + (q_h @ (wk @ key_pe[0].t())).reshape(1, -1, key_pe.shape[1])
+    logits = (q_h @ wk).reshape(-1, c) @ image.transpose(1, 2)  # (1, H*T, N), rows per head and token
+    logits = logits + (q_h @ (wk @ key_pe[0].t())).reshape(1, -1, key_pe.shape[1])
     weights = torch.softmax(logits, dim=-1)
-    mixed = weights @ v  # (1, H*T, C)
+    mixed = weights @ image  # (1, H*T, C)
     out = mixed.reshape(heads, -1, c) @ wv.transpose(1, 2) + bv.unsqueeze(1)  # (H, T, d)
     return attn.out_proj(out.transpose(0, 1).reshape(-1, heads * d))
 
