@@ -1,20 +1,35 @@
 """WebSocket authentication with the same credentials as the API.
 
 Browsers send their session cookie (Channels' AuthMiddleware reads it); apps send the
-``X-Session-Token`` header of allauth headless on the handshake, read here.
+``X-Session-Token`` header of allauth headless on the handshake, checked here by the same
+authentication class the API uses (allauth's public DRF integration), so a token is good on the
+socket exactly when it is good on the API. A handshake whose token is invalid or expired, or whose
+check fails, is refused (HTTP 403), never answered with an error page; without a token the cookie
+decides, and the consumer refuses anonymous users.
 """
 
 from __future__ import annotations
 
-from allauth.headless.internal.sessionkit import authenticate_by_x_session_token
+import logging
+
+from allauth.headless.contrib.rest_framework.authentication import XSessionTokenAuthentication
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
+from channels.security.websocket import WebsocketDenier
+from django.http import HttpRequest
+
+logger = logging.getLogger(__name__)
+
+_authentication = XSessionTokenAuthentication()
 
 
 @database_sync_to_async
-def _user_for_token(token: str):
-    found = authenticate_by_x_session_token(token)
+def user_for_session_token(token: str):
+    """The active user the token's session belongs to, or None for an unknown or expired token."""
+    request = HttpRequest()
+    request.META["HTTP_X_SESSION_TOKEN"] = token
+    found = _authentication.authenticate(request)  # DRF's contract: (user, auth) or None
     return found[0] if found else None
 
 
@@ -22,11 +37,17 @@ class SessionTokenMiddleware(BaseMiddleware):
     async def __call__(self, scope, receive, send):
         headers = dict(scope.get("headers") or [])
         token = headers.get(b"x-session-token")
-        if token:
-            user = await _user_for_token(token.decode("latin-1"))
-            if user is not None:
-                scope = {**scope, "user": user}
-        return await super().__call__(scope, receive, send)
+        if token is None:
+            return await super().__call__(scope, receive, send)
+        try:
+            user = await user_for_session_token(token.decode("latin-1"))
+        except Exception:
+            # Whatever broke (the session store, the database), the client learns only "refused".
+            logger.exception("WebSocket session token check failed")
+            user = None
+        if user is None or not user.is_authenticated:
+            return await WebsocketDenier.as_asgi()(scope, receive, send)
+        return await super().__call__({**scope, "user": user}, receive, send)
 
 
 def authenticated(inner):

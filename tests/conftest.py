@@ -164,3 +164,47 @@ def eventually(check, timeout: float = 30.0):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(0.2)
+
+
+@pytest.fixture
+def daphne_server(django_db_blocker, settings):
+    """A real daphne process serving crowdseg on a free loopback port, on the test database and
+    this run's data folder: ``(host, port)``. For tests that must see what a client on the wire
+    sees (handshake status codes, headers). Needs ``django_db(transaction=True)``."""
+    import socket
+    import tempfile
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **child_process_env(),
+        "DJANGO_SETTINGS_MODULE": "crowdseg.settings.test",
+        "CROWDSEG_MODEL_DIR": str(settings.CROWDSEG_MODEL_DIR),
+        "CROWDSEG_DATA_DIR": str(settings.DATA_DIR),
+    }
+    # The log is a file, not a pipe: a chatty server never blocks on it.
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "crowdseg.asgi:application"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"daphne exited with {proc.returncode}: {log.read().decode()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    proc.terminate()
+                    raise RuntimeError("daphne did not listen within 60 s") from None
+                time.sleep(0.2)
+        yield "127.0.0.1", port
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -448,16 +448,8 @@ def ws_communicator(headers=None):
 def test_suggestions_over_the_websocket_with_an_app_session_token(task, model):
     import asyncio
 
-    from rest_framework.test import APIClient
-
-    from tests.factories import PASSWORD
-
     services.embedding_compute(embedding_id=services.embedding_request(image=task.image).pk)
-    owner = task.label_class.dataset.owner
-    login = APIClient().post(
-        "/_allauth/app/v1/auth/login", {"username": owner.username, "password": PASSWORD}, format="json"
-    )
-    token = login.json()["meta"]["session_token"].encode()
+    token = app_login(task.label_class.dataset.owner).encode()
     box = brain_box(task)
 
     async def play():
@@ -481,15 +473,121 @@ def test_suggestions_over_the_websocket_with_an_app_session_token(task, model):
 
 @pytest.mark.django_db(transaction=True)
 def test_websocket_refuses_anonymous_clients():
+    assert ws_handshake() == (False, 4401)
+
+
+def ws_handshake(headers=None) -> tuple[bool, int | None]:
+    """(accepted, close code) of one handshake on ``ws/v1/play`` through the whole ASGI stack."""
     import asyncio
 
     async def connect():
-        communicator = ws_communicator()
+        communicator = ws_communicator(headers)
         connected, code = await communicator.connect()
+        if connected:
+            await communicator.disconnect()
         return connected, code
 
-    connected, code = asyncio.run(connect())
-    assert not connected and code == 4401
+    return asyncio.run(connect())
+
+
+def app_login(user) -> str:
+    """An app client's session token from allauth headless's login endpoint."""
+    from rest_framework.test import APIClient
+
+    from tests.factories import PASSWORD
+
+    login = APIClient().post(
+        "/_allauth/app/v1/auth/login", {"username": user.username, "password": PASSWORD}, format="json"
+    )
+    return login.json()["meta"]["session_token"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_websocket_accepts_an_app_token_and_refuses_it_after_logout(alice):
+    from rest_framework.test import APIClient
+
+    token = app_login(alice)
+    assert ws_handshake([(b"x-session-token", token.encode())]) == (True, None)
+
+    logout = APIClient().delete("/_allauth/app/v1/auth/session", HTTP_X_SESSION_TOKEN=token)
+    assert logout.status_code == 401  # allauth's answer to a completed logout
+    accepted, _ = ws_handshake([(b"x-session-token", token.encode())])
+    assert not accepted
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("token", [b"", b"not-a-session", b"\xff" * 40])
+def test_websocket_refuses_an_invalid_session_token(token):
+    accepted, _ = ws_handshake([(b"x-session-token", token)])
+    assert not accepted
+
+
+@pytest.mark.django_db(transaction=True)
+def test_websocket_refuses_an_expired_session_token(alice):
+    from django.contrib.sessions.models import Session
+    from django.core.cache import cache
+
+    token = app_login(alice)
+    Session.objects.update(expire_date=timezone.now() - timedelta(seconds=1))
+    cache.clear()  # cached_db sessions: the cache would still hold it
+    accepted, _ = ws_handshake([(b"x-session-token", token.encode())])
+    assert not accepted
+
+
+@pytest.mark.django_db(transaction=True)
+def test_websocket_refuses_when_the_token_check_fails(alice, monkeypatch, caplog):
+    from allauth.headless.contrib.rest_framework.authentication import XSessionTokenAuthentication
+
+    token = app_login(alice)
+
+    def broken(self, request):
+        raise RuntimeError("session store down")
+
+    monkeypatch.setattr(XSessionTokenAuthentication, "authenticate", broken)
+    accepted, _ = ws_handshake([(b"x-session-token", token.encode())])
+    assert not accepted
+    assert "session token check failed" in caplog.text
+
+
+@pytest.mark.real_stack
+@pytest.mark.django_db(transaction=True)
+def test_a_phone_gets_suggestions_over_a_real_socket_and_bad_tokens_get_403(task, model, daphne_server):
+    """On the wire, through daphne, with a token from a real login: what a phone app sees."""
+    import asyncio
+
+    from bench._aio import HttpClient, WebSocket
+    from tests.factories import PASSWORD
+
+    services.embedding_compute(embedding_id=services.embedding_request(image=task.image).pk)
+    host, port = daphne_server
+    owner = task.label_class.dataset.owner
+    origin = {"Origin": f"http://{host}"}
+
+    async def play():
+        http = HttpClient(host, port)
+        status, body, _ = await http.request(
+            "POST", "/_allauth/app/v1/auth/login", {"username": owner.username, "password": PASSWORD}
+        )
+        await http.close()
+        assert status == 200, body
+        socket = await WebSocket.open(
+            host, port, "/ws/v1/play", {**origin, "X-Session-Token": body["meta"]["session_token"]}
+        )
+        await socket.send({"type": "suggest", "id": "c1", "task": str(task.pk), "box": brain_box(task)})
+        answer = await asyncio.wait_for(socket.receive(), 30)
+        await socket.close()
+        refusals = []
+        for token in ("not-a-session", ""):
+            try:
+                await WebSocket.open(host, port, "/ws/v1/play", {**origin, "X-Session-Token": token})
+                refusals.append("accepted")
+            except ConnectionError as refused:
+                refusals.append(str(refused))
+        return answer, refusals
+
+    answer, refusals = asyncio.run(play())
+    assert answer["type"] == "suggestion" and answer["id"] == "c1" and answer["area"] > 1000
+    assert all(" 403 " in refusal for refusal in refusals), refusals
 
 
 def test_the_request_path_never_imports_torch():
