@@ -45,6 +45,11 @@ class ImportForm(forms.Form):
     files = MultipleFileField(help_text="DICOM, NIfTI (.nii, .nii.gz), PNG, JPEG or TIFF")
     ct_window = forms.ChoiceField(choices=[(k, k.replace("_", " ")) for k in CT_WINDOWS], initial="soft_tissue")
     nifti_axis = forms.ChoiceField(choices=[(a, a) for a in ("axial", "coronal", "sagittal")], initial="axial")
+    keep_file_names = forms.BooleanField(
+        required=False,
+        help_text="Store each file's name with its images. Off: they get an opaque name, since file names "
+        "often hold patient names or IDs.",
+    )
 
 
 class ResearcherScopedAdmin(admin.ModelAdmin):
@@ -103,7 +108,12 @@ class DatasetAdmin(ResearcherScopedAdmin):
             options = ReadOptions(ct_window=form.cleaned_data["ct_window"], nifti_axis=form.cleaned_data["nifti_axis"])
             sources = [services.BytesSource(name=f.name, data=f.read()) for f in form.cleaned_data["files"]]
             try:
-                result = services.images_import(dataset=dataset, sources=sources, options=options)
+                result = services.images_import(
+                    dataset=dataset,
+                    sources=sources,
+                    options=options,
+                    keep_file_names=form.cleaned_data["keep_file_names"],
+                )
             except ImageReadError as exc:
                 messages.error(request, f"Nothing was imported. {exc}")
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import uuid
 from collections.abc import Callable, Iterable
@@ -88,12 +89,17 @@ def images_import(
     options: ReadOptions | None = None,
     on_file: Callable[[str, int], None] | None = None,
     keep: Callable[[DecodedImage], bool] | None = None,
+    keep_file_names: bool = False,
 ) -> ImportResult:
     """Import every image in ``sources`` into ``dataset``, all or nothing.
 
     Each file is decoded, de-identified and preprocessed by ``annotations.io``; each 2-D image
     gets a display rendition, a model input and one task per label class. Files already imported
-    (same bytes, same frame) are skipped, so importing twice changes nothing.
+    (same bytes, same frame: ``source_sha256`` and ``frame_key``, never the name) are skipped, so
+    importing twice changes nothing.
+    File names often hold patient names or IDs, so an image's ``source_name`` is an opaque name
+    (``_source_name_opaque``) unless ``keep_file_names`` is True, the researcher's choice for
+    this import. A skipped file keeps the name it was first imported with.
     A bad file raises ImageReadError naming it; then no row and no stored file remains.
     ``keep(image)``, when given, chooses which decoded images to import (e.g. some slices).
     ``on_file(name, images_created)`` is called after each file (progress bars).
@@ -119,7 +125,11 @@ def images_import(
                 for position, item in enumerate(new):
                     # The original upload (not de-identified) is kept only where a setting asks.
                     original = data if settings.CROWDSEG_KEEP_ORIGINALS and position == 0 else None
-                    image = _image_store(dataset, source.name, sha, item, original, written)
+                    if keep_file_names:
+                        name = source.name
+                    else:
+                        name = _source_name_opaque(dataset=dataset, sha256=sha, source_format=item.source_format)
+                    image = _image_store(dataset, name, sha, item, original, written)
                     Task.objects.bulk_create(Task(image=image, label_class=lc) for lc in label_classes)
                     result.created.append(image)
                 if on_file:
@@ -132,6 +142,18 @@ def images_import(
             storage.delete(name)
         raise
     return result
+
+
+def _source_name_opaque(*, dataset: Dataset, sha256: str, source_format: str) -> str:
+    """The name an imported file is stored under when its real name is not kept.
+
+    ``<format>-<16 hex digits>``: HMAC-SHA256 of the file's sha256 under the dataset's secret.
+    The same file gets the same name in the same dataset (frames and slices of one file share
+    it; ``frame_key`` tells them apart); nothing of the real name is in it, and nobody without
+    the secret can tell from it whether a given file was imported.
+    """
+    digest = hmac.new(dataset.uid_key.encode(), b"source-name:" + sha256.encode(), hashlib.sha256).hexdigest()
+    return f"{source_format}-{digest[:16]}"
 
 
 def _image_store(
@@ -147,7 +169,7 @@ def _image_store(
         dataset=dataset,
         modality=item.modality,
         source_format=item.source_format,
-        source_name=(item.stored_name or source_name)[:255],
+        source_name=source_name[:255],
         source_sha256=sha,
         frame_key=item.frame_key,
         width=width,

@@ -61,6 +61,11 @@ class ImageImportSerializer(serializers.Serializer):
     files = serializers.ListField(child=serializers.FileField(allow_empty_file=False), min_length=1, max_length=500)
     ct_window = serializers.ChoiceField(choices=sorted(CT_WINDOWS), default="soft_tissue")
     nifti_axis = serializers.ChoiceField(choices=["axial", "coronal", "sagittal"], default="axial")
+    keep_file_names = serializers.BooleanField(
+        default=False,
+        help_text="Store each file's name as its images' source_name. By default they get an opaque name, "
+        "since file names often hold patient names or IDs.",
+    )
 
 
 class ImageImportResultSerializer(serializers.Serializer):

@@ -92,7 +92,9 @@ class DatasetImagesView(generics.ListAPIView):
             ct_window=params.validated_data["ct_window"], nifti_axis=params.validated_data["nifti_axis"]
         )
         sources = [services.BytesSource(name=f.name, data=f.read()) for f in files]
-        result = services.images_import(dataset=dataset, sources=sources, options=options)
+        result = services.images_import(
+            dataset=dataset, sources=sources, options=options, keep_file_names=params.validated_data["keep_file_names"]
+        )
         body = {
             "created": len(result.created),
             "skipped": result.skipped,

@@ -1,16 +1,24 @@
-"""De-identification with the DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile.
+"""De-identification by allowlist: a DICOM header keeps only what the product uses.
 
-``deidentify(ds, uid_key=...)`` rewrites a pydicom dataset in place, at every sequence depth:
+``deidentify(ds, uid_key=...)`` rewrites a pydicom dataset (and its ``file_meta``) in place.
+``ALLOWLIST`` names every attribute that may stay, each with the reason it is kept; every other
+attribute is removed, at any depth: names, dates, times, free text, descriptions, device and
+institution attributes, overlays, curves, private tags, attributes unknown to the dictionary,
+and the content of every sequence not listed. What stays is held to its dictionary's value
+representation (a kept attribute that a file declares as text is removed), numbers must be
+numbers, and coded strings must be one of their defined terms. No person name, date, time or
+free text is kept.
 
-* every attribute of Table E.1-1 gets its basic-profile action (``ps315_basic_profile``);
-* every private attribute (odd group) is removed, as are curve data and overlay
-  data/comments (the repeating-group rows of the table);
-* UIDs (action U, and any other UI attribute that is not a well-known class/syntax UID) are
-  replaced by ``2.25.<HMAC-SHA256(uid_key, uid) truncated to 128 bits>``: the same original UID
-  maps to the same new UID for every file imported with the same key (a study stays one
-  study), while different keys give unlinkable UIDs;
-* Patient Identity Removed (0012,0062) = "YES", De-identification Method (0012,0063) and its
-  Code Sequence (0012,0064) = (113100, DCM, "Basic Application Confidentiality Profile").
+UIDs that stay are replaced by ``2.25.<HMAC-SHA256(uid_key, uid) truncated to 128 bits>``: the
+same original UID maps to the same new UID for every file imported with the same key (a study
+stays one study), while different keys give unlinkable UIDs. UIDs that the standard itself
+defines (SOP classes, well-known frames of reference) stay as they are, and so does the
+Transfer Syntax UID, which selects the decoder (a file in an unknown syntax is refused).
+
+Then the dataset says what was done: Patient Identity Removed (0012,0062) = "YES",
+De-identification Method (0012,0063) and its Code Sequence (0012,0064) = (113100, DCM, "Basic
+Application Confidentiality Profile"): everything PS3.15 Table E.1-1 removes or replaces is
+removed or remapped here, and much more. Longitudinal Temporal Information Modified = REMOVED.
 
 Pixel data are left untouched: burned-in text is outside what this module can see.
 """
@@ -19,76 +27,180 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement, empty_value_for_VR
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.uid import UID
 
-from .ps315_basic_profile import BASIC_PROFILE, PRIVATE_ACTION, REPEATING_GROUP_RULES
+__all__ = ["ALLOWLIST", "METHOD", "Keep", "deidentify", "remap_uid"]
 
-__all__ = ["deidentify", "remap_uid", "profile_action", "DUMMY_TEXT", "DUMMY_VALUES"]
 
-# Compound codes choose between removing and keeping an attribute "to maintain IOD
-# conformance". We never send the de-identified instance on as DICOM (only pixels and a JSON
-# header are stored), so conformance never requires keeping it: take the most removing option.
-_RESOLVE = {"Z/D": "Z", "X/Z": "X", "X/D": "X", "X/Z/D": "X", "X/Z/U*": "X"}
+@dataclass(frozen=True)
+class Keep:
+    """One attribute that survives de-identification.
 
-DUMMY_TEXT = "ANONYMOUS"
-# Dummy values for action D, by VR. They carry no information about the original. Binary VRs
-# (e.g. Encapsulated Document) get a zero-length value: no dummy document is meaningful.
-DUMMY_VALUES: dict[str, object] = {
-    "DA": "19000101",
-    "DT": "19000101000000",
-    "TM": "000000",
-    "AS": "000Y",
-    "IS": "0",
-    "DS": "0",
-    "US": 0,
-    "SS": 0,
-    "UL": 0,
-    "SL": 0,
-    "UV": 0,
-    "SV": 0,
-    "FL": 0.0,
-    "FD": 0.0,
-}
-_TEXT_VRS = {"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT"}
+    keyword: pydicom's keyword of the attribute. why: what reads it, or why a researcher needs it.
+    terms: for coded strings (CS, and an LO with defined terms), the values it may hold; any
+        other value removes the attribute. items: for sequences, what their items keep (the
+        allowlist of the next level down).
+    verbatim_uid: a UI attribute kept as it is, not remapped.
+    tag and vrs are looked up in pydicom's dictionary: the value representations an element of
+    this attribute may have ("US or SS" too, until pydicom resolves it from the pixel module).
+    """
 
-# UI attributes that name classes, syntaxes or schemes, not instances: they say nothing about
-# the patient and readers need them, so they are kept even when the UID is vendor-private.
-_KEEP_UI_TAGS = frozenset(
-    {
-        0x00020002,  # Media Storage SOP Class UID
-        0x00020010,  # Transfer Syntax UID
-        0x00020012,  # Implementation Class UID
-        0x00041510,  # Referenced SOP Class UID in File
-        0x00041512,  # Referenced Transfer Syntax UID in File
-        0x00080016,  # SOP Class UID
-        0x0008001A,  # Related General SOP Class UID
-        0x0008001B,  # Original Specialized SOP Class UID
-        0x0008010C,  # Coding Scheme UID
-        0x00080117,  # Context UID
-        0x00080118,  # Mapping Resource UID
-        0x00081150,  # Referenced SOP Class UID
-    }
+    keyword: str
+    why: str
+    terms: frozenset[str] | None = None
+    items: dict[int, Keep] | None = None
+    verbatim_uid: bool = False
+    tag: int = field(init=False)
+    vrs: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        tag = tag_for_keyword(self.keyword)
+        if tag is None:
+            raise ValueError(f"unknown DICOM keyword {self.keyword!r}")
+        vr = dictionary_VR(tag)
+        object.__setattr__(self, "tag", tag)
+        object.__setattr__(self, "vrs", frozenset([vr, *vr.split(" or ")]))
+
+
+def _level(*entries: Keep) -> dict[int, Keep]:
+    return {entry.tag: entry for entry in entries}
+
+
+# Defined terms, from PS3.3 (2024): C.7.3.1.1.1 Modality (with retired terms, which old files
+# carry), C.7.6.3.1.2 Photometric Interpretation, C.11.1.1.2 Rescale Type, C.11.2.1.3 VOI LUT
+# Function.
+MODALITIES = frozenset({
+    "ANN", "AR", "ASMT", "AU", "BDUS", "BI", "BMD", "CFM", "CR", "CT", "CTPROTOCOL", "DG", "DMS", "DOC", "DX",
+    "ECG", "EEG", "EMG", "EOG", "EPS", "ES", "FID", "GM", "HC", "HD", "IO", "IOL", "IVOCT", "IVUS", "KER", "KO",
+    "LEN", "LS", "M3D", "MG", "MR", "NM", "OAM", "OCT", "OP", "OPM", "OPT", "OPTBSV", "OPTENF", "OPV", "OSS", "OT",
+    "PA", "PLAN", "POS", "PR", "PT", "PX", "REG", "RESP", "RF", "RG", "RTDOSE", "RTIMAGE", "RTINTENT", "RTPLAN",
+    "RTRAD", "RTRECORD", "RTSEGANN", "RTSTRUCT", "RWV", "SEG", "SM", "SMR", "SR", "SRF", "STAIN", "TEXTUREMAP",
+    "TG", "US", "VA", "XA", "XAPROTOCOL", "XC",
+    # retired
+    "AS", "CD", "CF", "CP", "CS", "DD", "DF", "DM", "DS", "EC", "FA", "FS", "LP", "MA", "MS", "OPR", "ST", "VF",
+})  # fmt: skip
+PHOTOMETRIC = frozenset({
+    "MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_420", "YBR_ICT",
+    "YBR_RCT", "XYB",
+    "YBR_PARTIAL_422", "HSV", "ARGB", "CMYK",  # retired
+})  # fmt: skip
+RESCALE_TYPES = frozenset({"OD", "HU", "US", "MGML", "Z_EFF", "ED", "EDW", "HU_MOD", "PCT"})
+VOI_LUT_FUNCTIONS = frozenset({"LINEAR", "LINEAR_EXACT", "SIGMOID"})
+
+_PIXEL_MEASURES = _level(
+    Keep("PixelSpacing", "row and column spacing in mm of enhanced multi-frame images: metadata"),
+    Keep("SliceThickness", "slice thickness in mm of enhanced multi-frame images: metadata"),
+    Keep("SpacingBetweenSlices", "geometry: stacking slices into a volume on export"),
 )
-# Every UID defined by the standard itself (SOP classes, transfer syntaxes, coding schemes,
-# well-known frames of reference) lives under this root; instance UIDs never do.
-_DICOM_ROOT = "1.2.840.10008."
-
-# File meta attributes outside Table E.1-1 that name network nodes or carry free-form private
-# data; removed for the same reason the table removes Station AE Title.
-_FILE_META_REMOVE = frozenset(
-    {0x00020016, 0x00020017, 0x00020018, 0x00020026, 0x00020027, 0x00020028, 0x00020100, 0x00020102}
+_PIXEL_VALUE_TRANSFORMATION = _level(
+    Keep("RescaleSlope", "per-frame stored value to modality units (HU for CT): preprocessing"),
+    Keep("RescaleIntercept", "per-frame stored value to modality units (HU for CT): preprocessing"),
+    Keep("RescaleType", "units of the rescaled values; a defined term or dropped", terms=RESCALE_TYPES),
+)
+_FUNCTIONAL_GROUP = _level(
+    Keep("PixelMeasuresSequence", "pixel spacing of enhanced multi-frame images", items=_PIXEL_MEASURES),
+    Keep(
+        "PixelValueTransformationSequence",
+        "rescale of enhanced multi-frame images: HU for CT windowing",
+        items=_PIXEL_VALUE_TRANSFORMATION,
+    ),
+    Keep(
+        "PlanePositionSequence",
+        "geometry of each frame",
+        items=_level(Keep("ImagePositionPatient", "geometry: frame position in mm")),
+    ),
+    Keep(
+        "PlaneOrientationSequence",
+        "geometry of each frame",
+        items=_level(Keep("ImageOrientationPatient", "geometry: frame orientation")),
+    ),
+)
+_MODALITY_LUT = _level(
+    Keep("LUTDescriptor", "read by pydicom's apply_modality_lut: entries, first value, bits"),
+    Keep("LUTData", "read by pydicom's apply_modality_lut: the table"),
 )
 
-_METHOD = [
-    "DICOM PS3.15 Annex E Basic Profile (Table E.1-1)",
+# Everything that survives, at the top level of a dataset and of its file meta; a sequence's
+# items keep what its ``items`` lists.
+ALLOWLIST: dict[int, Keep] = _level(
+    # File meta
+    Keep("TransferSyntaxUID", "selects the pixel decoder; only standard syntaxes decode", verbatim_uid=True),
+    Keep("MediaStorageSOPClassUID", "recognises DICOMDIRs, which are refused"),
+    Keep("MediaStorageSOPInstanceUID", "remapped like SOP Instance UID, so the header stays consistent"),
+    # Identity of the instance, remapped (study, series, instance; frame of reference)
+    Keep("SOPClassUID", "what kind of object the file is: refusing non-images, metadata"),
+    Keep("SOPInstanceUID", "remapped: tells frames of one instance apart across imports, metadata"),
+    Keep("StudyInstanceUID", "remapped: groups images of one study, metadata"),
+    Keep("SeriesInstanceUID", "remapped: groups images of one series, metadata"),
+    Keep("FrameOfReferenceUID", "remapped: images that share a patient coordinate system"),
+    Keep("Modality", "CT is windowed in HU, MR normalised: preprocessing, metadata", terms=MODALITIES),
+    # Image Pixel module: what the decoder needs (pydicom's as_pixel_options, our size checks)
+    Keep("SamplesPerPixel", "decoding: 1 for grey, 3 for colour"),
+    Keep("PhotometricInterpretation", "decoding, colour conversion, MONOCHROME1 inversion", terms=PHOTOMETRIC),
+    Keep("PlanarConfiguration", "decoding: colour pixels interleaved or by plane"),
+    Keep("NumberOfFrames", "decoding, one image per frame, size limits"),
+    Keep("Rows", "decoding, image size limits"),
+    Keep("Columns", "decoding, image size limits"),
+    Keep("BitsAllocated", "decoding: bits per stored value"),
+    Keep("BitsStored", "decoding, metadata: significant bits"),
+    Keep("HighBit", "decoding: where the significant bits lie"),
+    Keep("PixelRepresentation", "decoding: signed or unsigned values"),
+    Keep("PixelData", "the image itself, decoded into the model input"),
+    Keep("FloatPixelData", "the image itself, as 32-bit floats"),
+    Keep("DoubleFloatPixelData", "the image itself, as 64-bit floats"),
+    Keep("ExtendedOffsetTable", "decoding: where each encapsulated frame starts"),
+    Keep("ExtendedOffsetTableLengths", "decoding: how long each encapsulated frame is"),
+    # Palette Color LUT: PALETTE COLOR images become RGB (pydicom's apply_color_lut)
+    Keep("RedPaletteColorLookupTableDescriptor", "PALETTE COLOR to RGB"),
+    Keep("GreenPaletteColorLookupTableDescriptor", "PALETTE COLOR to RGB"),
+    Keep("BluePaletteColorLookupTableDescriptor", "PALETTE COLOR to RGB"),
+    Keep("AlphaPaletteColorLookupTableDescriptor", "PALETTE COLOR to RGB"),
+    Keep("RedPaletteColorLookupTableData", "PALETTE COLOR to RGB"),
+    Keep("GreenPaletteColorLookupTableData", "PALETTE COLOR to RGB"),
+    Keep("BluePaletteColorLookupTableData", "PALETTE COLOR to RGB"),
+    Keep("AlphaPaletteColorLookupTableData", "PALETTE COLOR to RGB"),
+    Keep("SegmentedRedPaletteColorLookupTableData", "PALETTE COLOR to RGB"),
+    Keep("SegmentedGreenPaletteColorLookupTableData", "PALETTE COLOR to RGB"),
+    Keep("SegmentedBluePaletteColorLookupTableData", "PALETTE COLOR to RGB"),
+    Keep("SegmentedAlphaPaletteColorLookupTableData", "PALETTE COLOR to RGB"),
+    # Stored values to modality units, and the display window the scanner suggested
+    Keep("ModalityLUTSequence", "stored values to modality units by a table", items=_MODALITY_LUT),
+    Keep("RescaleSlope", "stored value to modality units (HU for CT): preprocessing"),
+    Keep("RescaleIntercept", "stored value to modality units (HU for CT): preprocessing"),
+    Keep("RescaleType", "units of the rescaled values; a defined term or dropped", terms=RESCALE_TYPES),
+    Keep("WindowCenter", "the display window the scanner suggested, for researchers' presets"),
+    Keep("WindowWidth", "the display window the scanner suggested, for researchers' presets"),
+    Keep("VOILUTFunction", "how that window applies; a defined term or dropped", terms=VOI_LUT_FUNCTIONS),
+    # Geometry: spacing in mm and where the slice lies, for measurements and volume exports
+    Keep("PixelSpacing", "row and column spacing in mm: metadata"),
+    Keep("SliceThickness", "slice thickness in mm: metadata"),
+    Keep("SpacingBetweenSlices", "geometry: stacking slices into a volume on export"),
+    Keep("ImagePositionPatient", "geometry: slice position in mm"),
+    Keep("ImageOrientationPatient", "geometry: slice orientation"),
+    Keep("SliceLocation", "geometry: slice order within a series"),
+    # Enhanced multi-frame images keep the same, per frame or shared by all frames
+    Keep("SharedFunctionalGroupsSequence", "geometry and rescale shared by all frames", items=_FUNCTIONAL_GROUP),
+    Keep("PerFrameFunctionalGroupsSequence", "geometry and rescale of each frame", items=_FUNCTIONAL_GROUP),
+)
+
+# Written by ``deidentify`` after the allowlist has removed whatever the file held in them.
+PATIENT_IDENTITY_REMOVED = "YES"
+METHOD = [
+    "Allowlist: only pixel, geometry, rescale and windowing attributes kept",
     "UIDs replaced by 2.25 HMAC-SHA256 of original",
-    "Private attributes removed",
 ]
+METHOD_CODE = ("113100", "DCM", "Basic Application Confidentiality Profile")  # PS3.16 CID 7050
+TEMPORAL_INFORMATION = "REMOVED"  # no date or time is kept
+
+_NUMERIC_TEXT_VRS = frozenset({"DS", "IS"})
 
 
 def remap_uid(uid: str, uid_key: bytes) -> str:
@@ -101,117 +213,88 @@ def remap_uid(uid: str, uid_key: bytes) -> str:
     return "2.25." + str(int.from_bytes(digest, "big"))
 
 
-def profile_action(tag: int) -> str | None:
-    """Basic-profile action code of ``tag`` as written in Table E.1-1, or None if not listed."""
-    action = BASIC_PROFILE.get(tag)
-    if action is not None:
-        return action
-    group, element = tag >> 16, tag & 0xFFFF
-    if group % 2 == 1:
-        return PRIVATE_ACTION
-    for base, rule_element, rule_action in REPEATING_GROUP_RULES:
-        if group & 0xFF00 == base and rule_element in (None, element):
-            return rule_action
-    return None
-
-
-def deidentify(ds: Dataset, *, uid_key: bytes) -> None:
-    """Apply the basic profile to ``ds`` (and its ``file_meta``) in place.
+def deidentify(ds: Dataset, *, uid_key: bytes) -> frozenset[str]:
+    """Keep only ``ALLOWLIST``'s attributes in ``ds`` and its ``file_meta``, in place.
 
     uid_key: the dataset's secret (non-empty bytes); it alone decides the new UIDs.
+    Afterwards every attribute at any depth is an allowlisted one, in its dictionary VR, with
+    vetted values, plus the de-identification attributes written here. The preamble is zeroed.
+    Returns the keywords of allowlisted attributes removed because their value was invalid
+    (another VR, text in a number, not a defined term, undecodable): a reader that needs one of
+    them should refuse the file rather than go on as if it were absent.
     """
     if not uid_key:
         raise ValueError("uid_key must be non-empty bytes")
-    _clean(ds, uid_key)
+    rejected: set[str] = set()
+    _filter(ds, ALLOWLIST, uid_key, rejected)
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
-        for tag in _FILE_META_REMOVE & set(meta.keys()):
-            del meta[tag]
-        _clean(meta, uid_key)
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = list(_METHOD)
+        _filter(meta, ALLOWLIST, uid_key, rejected)
+    if getattr(ds, "preamble", None):
+        ds.preamble = b"\x00" * 128
+    ds.PatientIdentityRemoved = PATIENT_IDENTITY_REMOVED
+    ds.DeidentificationMethod = list(METHOD)
     code = Dataset()
-    code.CodeValue = "113100"
-    code.CodingSchemeDesignator = "DCM"
-    code.CodeMeaning = "Basic Application Confidentiality Profile"
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = METHOD_CODE
     ds.DeidentificationMethodCodeSequence = Sequence([code])
-    # Dates and times are removed or emptied by the profile; say so (defined term REMOVED).
-    ds.LongitudinalTemporalInformationModified = "REMOVED"
+    ds.LongitudinalTemporalInformationModified = TEMPORAL_INFORMATION
+    return frozenset(rejected)
 
 
-def _clean(ds: Dataset, key: bytes) -> None:
+def _filter(ds: Dataset, allowed: dict[int, Keep], key: bytes, rejected: set[str]) -> None:
+    """Remove every element of ``ds`` that ``allowed`` does not keep; vet and remap the rest.
+
+    Keywords of allowlisted elements removed for their value are added to ``rejected``.
+    """
     for tag in list(ds.keys()):
-        action = profile_action(tag)
-        if action == "X" or _RESOLVE.get(action or "") == "X":
-            del ds[tag]
+        keep = allowed.get(int(tag))
+        if keep is None:
+            del ds[tag]  # not decoded: what is removed is never read
             continue
         try:
-            elem = ds[tag]  # decodes a raw element
+            elem = ds[tag]  # decodes a raw element, resolves ambiguous VRs
+            kept = _vet(elem, keep, key, rejected)
         except Exception:
-            # A value pydicom cannot decode cannot be vetted either: drop it.
+            kept = False  # a value pydicom cannot decode cannot be vetted either
+        if not kept:
             del ds[tag]
-            continue
-        if action is None:
-            _clean_unlisted(ds, elem, key)
-        else:
-            _apply(ds, elem, _RESOLVE.get(action, action), key)
+            rejected.add(keep.keyword)
 
 
-def _clean_unlisted(ds: Dataset, elem: DataElement, key: bytes) -> None:
-    """Attributes the table keeps: recurse into sequences, remap instance UIDs."""
-    tag = elem.tag
-    if tag.element == 0 and tag.group != 0x0002:
-        del ds[tag]  # group lengths are retired and would be wrong after our edits
-    elif elem.VR == "SQ":
+def _vet(elem: DataElement, keep: Keep, key: bytes, rejected: set[str]) -> bool:
+    """Whether ``elem`` may stay as ``keep`` says; remaps UIDs and filters sequence items."""
+    vr = str(elem.VR)
+    if vr not in keep.vrs:
+        return False  # e.g. Rows declared as text: explicit VR lets a file say anything
+    if vr == "SQ":
         for item in elem.value:
-            _clean(item, key)
-    elif elem.VR == "UN":
-        # Not in pydicom's dictionary (else it would have a real VR): its content, maybe a
-        # sequence holding names, cannot be checked.
-        del ds[tag]
-    elif elem.VR == "UI" and tag not in _KEEP_UI_TAGS:
+            _filter(item, keep.items or {}, key, rejected)
+        return True
+    values = _values(elem.value)
+    if keep.terms is not None:
+        return all(str(v).strip() in keep.terms for v in values)
+    if vr in _NUMERIC_TEXT_VRS:
+        return all(isinstance(v, int | float) and math.isfinite(float(v)) for v in values)
+    if vr == "UI" and not keep.verbatim_uid:
         elem.value = _remap_values(elem.value, key)
+    return True
 
 
-def _apply(ds: Dataset, elem: DataElement, action: str, key: bytes) -> None:
-    tag = elem.tag
-    vr = _real_vr(elem)
-    if action == "U" or (action == "D" and vr == "UI"):
-        ds[tag] = DataElement(tag, "UI", _remap_values(elem.value, key))
-    elif action == "Z" or vr == "SQ":
-        # D on a sequence: we do not synthesise dummy items, an empty sequence says as little
-        ds[tag] = DataElement(tag, vr, Sequence() if vr == "SQ" else empty_value_for_VR(vr))
-    elif action == "D":
-        ds[tag] = DataElement(tag, vr, _dummy(vr))
-    else:  # pragma: no cover - the table holds no other code
-        raise ValueError(f"unknown action {action!r} for {tag}")
-
-
-def _dummy(vr: str) -> object:
-    if vr in DUMMY_VALUES:
-        return DUMMY_VALUES[vr]
-    if vr in _TEXT_VRS:
-        return DUMMY_TEXT
-    return empty_value_for_VR(vr)  # binary, AT, UR: zero length
-
-
-def _real_vr(elem: DataElement) -> str:
-    if elem.VR not in ("UN", None):
-        return str(elem.VR)
-    try:
-        return str(dictionary_VR(elem.tag)).split(" or ")[0]
-    except KeyError:
-        return "UN"
+def _values(value: object) -> list[object]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str | bytes | bytearray) or not isinstance(value, Iterable):
+        return [value]
+    return list(value)
 
 
 def _remap_values(value: object, key: bytes) -> object:
-    """Remap one UID or a multi-valued list of UIDs; empty and well-known UIDs stay as they are.
+    """Remap one UID or a multi-valued list of UIDs; empty and standard UIDs stay as they are.
 
-    Well-known UIDs (e.g. a standard frame of reference) are constants of the standard and say
-    nothing about the patient, while remapping them would destroy their meaning.
+    Standard UIDs (pydicom knows their names: a SOP class, a well-known frame of reference) are
+    constants of the standard and say nothing about the patient, while remapping them would
+    destroy their meaning. Anything else, valid UID or not, is remapped.
     """
-    if value is None or value == "":
-        return value
-    values: Iterable[str] = [value] if isinstance(value, str) else value  # type: ignore[assignment]
-    out = [v if (not v or str(v).startswith(_DICOM_ROOT)) else remap_uid(v, key) for v in values]
+    values = _values(value)
+    out = [v if (not v or UID(str(v)).name != str(v)) else remap_uid(str(v), key) for v in values]
     return out[0] if isinstance(value, str) else out

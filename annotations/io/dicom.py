@@ -1,8 +1,10 @@
 """DICOM reader: one file's bytes in, de-identified, preprocessed 2-D images out.
 
-Order matters for safety: the header is de-identified (``deid.deidentify``) straight after
-parsing, then the image geometry is checked against ``ReadOptions`` limits (``check_size``,
-including the sizes claimed inside compressed codestreams) before any pixel is decoded.
+Order matters for safety: the header is de-identified (``deid.deidentify``: only the
+allowlisted attributes stay) straight after parsing, then the image geometry is checked against
+``ReadOptions`` limits (``check_size``, including the sizes claimed inside compressed
+codestreams) before any pixel is decoded. Everything after de-identification reads only what
+``deid.ALLOWLIST`` keeps.
 
 Pixels: CT is converted to Hounsfield units (rescale slope/intercept) and windowed with
 ``options.ct_window``; RGB/YBR/PALETTE COLOR become RGB; other grey images are normalised
@@ -14,6 +16,8 @@ value = bright). Multi-frame files give one image per frame ("frame-0", "frame-1
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import logging
 import math
 import warnings
 from collections.abc import Iterator
@@ -22,7 +26,7 @@ from io import BytesIO
 import numpy as np
 import pydicom
 from pydicom import config as pydicom_config
-from pydicom.datadict import dictionary_has_tag
+from pydicom.datadict import dictionary_description, dictionary_has_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.pixels import apply_color_lut, apply_modality_lut, convert_color_space, get_decoder
@@ -38,10 +42,25 @@ __all__ = ["read_dicom"]
 
 _DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})  # float, double, integer pixels
-_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
-# Free-text VRs: what the profile keeps of them (e.g. an overlay description) is not needed
-# downstream, and metadata must hold no free text (see ``DecodedImage``).
-_FREE_TEXT_VRS = frozenset({"LT", "ST", "UT", "UC"})
+_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW"})
+# Attributes that, if the file holds an invalid value in them, make the pixels unreadable or
+# their values wrong (de-identification removes invalid values; see ``deid.deidentify``).
+_NEEDED_VALID = frozenset(
+    {
+        "SamplesPerPixel",
+        "PhotometricInterpretation",
+        "PlanarConfiguration",
+        "NumberOfFrames",
+        "Rows",
+        "Columns",
+        "BitsAllocated",
+        "BitsStored",
+        "HighBit",
+        "PixelRepresentation",
+        "RescaleSlope",
+        "RescaleIntercept",
+    }
+)
 _JSON_BINARY_LIMIT = 1024  # bytes; larger binary attributes are left out of the metadata
 # JPEG start-of-frame markers (ITU T.81 B.1.1.3) and JPEG-LS SOF55 (ISO 14495-1).
 _SOF_MARKERS = frozenset({*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), 0xCD, 0xCE, 0xCF, 0xF7})
@@ -52,16 +71,22 @@ def read_dicom(data: bytes, name: str, options: ReadOptions, *, uid_key: bytes) 
 
     data: the whole file. name: used in error messages only (never stored: names may hold
     patient names). uid_key: dataset secret for UID remapping (see ``deid``).
+    ``metadata["dicom"]`` is the de-identified header (allowlisted attributes only).
     Returns one ``DecodedImage`` per frame, ``pixels`` (H, W, 3) uint8 at native resolution.
     Raises ImageReadError for non-DICOM, corrupt or truncated files, DICOMDIRs and other files
-    without pixel data, unsupported transfer syntaxes and images over the size limits.
+    without pixel data, invalid values in the attributes decoding needs (``_NEEDED_VALID``),
+    unsupported transfer syntaxes and images over the size limits.
     """
     with _quiet_pydicom():
         ds = _parse(data, name)
         try:
-            deidentify(ds, uid_key=uid_key)
+            rejected = deidentify(ds, uid_key=uid_key)
         except Exception as exc:  # never go on with a header we could not clean
             raise ImageReadError(name, f"could not de-identify the header ({type(exc).__name__})") from None
+        invalid = sorted(_NEEDED_VALID & rejected)
+        if invalid:  # going on without them would misread the pixels
+            described = ", ".join(dictionary_description(tag_for_keyword(k)) for k in invalid)
+            raise ImageReadError(name, f"invalid {described} in the header")
         _refuse_non_image(ds, name)
         rows, columns, frames = _geometry(ds, name, options)
         tsyntax = _transfer_syntax(ds, name)
@@ -70,7 +95,6 @@ def read_dicom(data: bytes, name: str, options: ReadOptions, *, uid_key: bytes) 
         metadata = _metadata(ds, tsyntax, rows, columns, frames)
         images: list[DecodedImage] = []
         multi = frames > 1
-        stored_name = f"{metadata['sop_instance_uid'] or 'image'}.dcm"  # remapped UID, not the file's name
         try:
             for index, (frame, photometric) in enumerate(_decode_frames(ds, decoder)):
                 pixels, modality, record = _preprocess(ds, frame, photometric, index, options, name)
@@ -83,7 +107,6 @@ def read_dicom(data: bytes, name: str, options: ReadOptions, *, uid_key: bytes) 
                         metadata=dict(metadata),
                         preprocessing=record,
                         slice=SliceInfo(axis="frame", index=index, count=frames) if multi else None,
-                        stored_name=stored_name,
                     )
                 )
         except ImageReadError:
@@ -98,21 +121,36 @@ def read_dicom(data: bytes, name: str, options: ReadOptions, *, uid_key: bytes) 
     return images
 
 
+_READING: contextvars.ContextVar[bool] = contextvars.ContextVar("annotations_io_dicom_reading", default=False)
+
+
+class _NotWhileReading(logging.Filter):
+    """Drops the "pydicom" logger's records while this module handles a file (see ``_quiet_pydicom``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _READING.get()
+
+
+logging.getLogger("pydicom").addFilter(_NotWhileReading())
+
+
 @contextlib.contextmanager
 def _quiet_pydicom() -> Iterator[None]:
-    """Silence pydicom's value-validation warnings while a file is handled.
+    """Silence pydicom's warnings and log records while a file is handled.
 
-    They quote raw attribute values (a malformed birth date, say) into warnings and the log,
-    before or regardless of de-identification.
+    They quote raw attribute values (a malformed birth date, an unknown character set) into
+    warnings and the log while the file is parsed, before de-identification can remove them.
     """
     settings = pydicom_config.settings
     previous = settings.reading_validation_mode
     settings.reading_validation_mode = pydicom_config.IGNORE
+    reading = _READING.set(True)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
+        _READING.reset(reading)
         settings.reading_validation_mode = previous
 
 
@@ -136,7 +174,7 @@ def _parse(data: bytes, name: str) -> Dataset:
 def _refuse_non_image(ds: Dataset, name: str) -> None:
     sop_class = str(ds.get("SOPClassUID", "") or "")
     meta_class = str(ds.file_meta.get("MediaStorageSOPClassUID", "") or "")
-    if _DICOMDIR_SOP_CLASS in (sop_class, meta_class) or "DirectoryRecordSequence" in ds:
+    if _DICOMDIR_SOP_CLASS in (sop_class, meta_class):
         raise ImageReadError(name, "is a DICOMDIR (an index of a DICOM media set), not an image")
     if "PixelData" not in ds:
         kind = UID(sop_class).name if sop_class else "unknown SOP class"
@@ -367,14 +405,13 @@ def _int(value: object) -> int | None:
 
 
 def _header_json(ds: Dataset) -> dict:
-    """DICOM JSON model (PS3.18 F) of ``ds`` without pixel data, free text (LT, ST, UT, UC) or
-    binary values over 1 KiB.
+    """DICOM JSON model (PS3.18 F) of ``ds`` without pixel data or binary values over 1 KiB.
 
     Attributes whose value cannot be encoded are skipped; non-finite floats become null.
     """
     out: dict = {}
     for elem in ds:
-        if elem.tag in _PIXEL_TAGS or elem.VR in _FREE_TEXT_VRS:
+        if elem.tag in _PIXEL_TAGS:
             continue
         if elem.VR == "SQ":
             items = [_header_json(item) for item in elem.value]

@@ -59,8 +59,8 @@ class DecodedImage:
     metadata: JSON-serialisable, de-identified, no free text.
     preprocessing: JSON-serialisable record of how raw values became ``pixels``.
     slice: set for slices of volumes and frames of multi-frame files.
-    stored_name: what to record as the source's file name, where the real name may identify
-        a patient (DICOM files are often named by their SOP Instance UID); None keeps the name.
+    No file name: readers use the name in error messages only; what is stored is the import's
+    choice (``annotations.services.images_import``).
     """
 
     pixels: np.ndarray
@@ -70,7 +70,6 @@ class DecodedImage:
     metadata: dict = field(default_factory=dict)
     preprocessing: dict = field(default_factory=dict)
     slice: SliceInfo | None = None
-    stored_name: str | None = None
 
     def __post_init__(self) -> None:
         p = self.pixels

@@ -50,7 +50,7 @@ def test_researcher_imports_pngs_and_each_gets_a_task(alice, dataset):
     assert r.json()["created"] == 2
     assert Image.objects.filter(dataset=dataset).count() == 2
     assert Task.objects.filter(image__dataset=dataset).count() == 2
-    image = Image.objects.get(source_name="b.png")
+    image = Image.objects.get(dataset=dataset, modality="RGB")  # b.png
     assert (image.width, image.height, image.modality) == (64, 48, "RGB")
     assert image.display.name.endswith(".webp") and image.model_input.name.endswith(".npy")
     assert image.display.storage.exists(image.display.name)

@@ -1,4 +1,4 @@
-"""DICOM reading and PS3.15 basic-profile de-identification, over pydicom's own test files.
+"""DICOM reading and allowlist de-identification, over pydicom's own test files.
 
 Pure tests: no database, no Django. Test files are read from pydicom's installed
 ``data/test_files`` folder only (nothing is downloaded).
@@ -19,16 +19,18 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.charset import convert_encodings, encode_string
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 
 from annotations.io import ImageReadError, ReadOptions, read_images
 from annotations.io import dicom as dicom_reader
-from annotations.io.deid import DUMMY_TEXT, DUMMY_VALUES, deidentify, profile_action, remap_uid
+from annotations.io.deid import ALLOWLIST, METHOD, Keep, deidentify, remap_uid
 from annotations.io.dicom import read_dicom
 from annotations.io.preprocess import CT_WINDOWS
-from annotations.io.ps315_basic_profile import BASIC_PROFILE, REPEATING_GROUP_RULES
 
 # pydicom warns about the malformed values some of its test files hold on purpose
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR:UserWarning")
@@ -72,40 +74,35 @@ EXPECTED_REFUSALS = {
 }
 
 
-# --------------------------------------------------------------------------- the table
+# ----------------------------------------------------------------------- the allowlist
 
 
-def test_table_is_the_full_basic_profile_column() -> None:
-    allowed = {"D", "Z", "X", "U", "Z/D", "X/Z", "X/D", "X/Z/D", "X/Z/U*"}
-    assert len(BASIC_PROFILE) > 550
-    assert set(BASIC_PROFILE.values()) <= allowed
-    assert all((tag >> 16) % 2 == 0 for tag in BASIC_PROFILE)  # private rows are a separate rule
-    spot_checks = {
-        0x00100010: "Z",  # Patient's Name
-        0x00100030: "Z",  # Patient's Birth Date
-        0x00100020: "Z/D",  # Patient ID
-        0x00080050: "Z",  # Accession Number
-        0x00080080: "X/Z/D",  # Institution Name
-        0x0020000D: "U",  # Study Instance UID
-        0x00020003: "U",  # Media Storage SOP Instance UID
-        0x00081140: "X/Z/U*",  # Referenced Image Sequence
-        0x0040A730: "D",  # Content Sequence
-        0x00101010: "X",  # Patient's Age
-        0x00080022: "X/Z",  # Acquisition Date
-        0x00181030: "X/D",  # Protocol Name
-    }
-    assert {tag: BASIC_PROFILE[tag] for tag in spot_checks} == spot_checks
-    for kept in (0x00080016, 0x00080060, 0x00280010, 0x00281052, 0x00020010):  # SOP class, pixel module
-        assert kept not in BASIC_PROFILE
-    assert {(base, element) for base, element, _ in REPEATING_GROUP_RULES} == {
-        (0x5000, None),
-        (0x6000, 0x3000),
-        (0x6000, 0x4000),
-    }
-    assert profile_action(0x50020010) == "X"  # curve data in another repeating group
-    assert profile_action(0x60024000) == "X"  # overlay comments of the second overlay
-    assert profile_action(0x60020010) is None  # overlay rows are kept
-    assert profile_action(0x00091001) == "X"  # private
+def _levels(allowed: dict[int, Keep]) -> Iterator[tuple[int, Keep]]:
+    for tag, keep in allowed.items():
+        yield tag, keep
+        yield from _levels(keep.items or {})
+
+
+# What no allowlisted attribute may be: names, dates, times, ages, free text, addresses.
+_IDENTIFYING_VRS = {"PN", "DA", "DT", "TM", "AS", "AE", "UR", "LO", "LT", "SH", "ST", "UC", "UT", "UN"}
+
+
+def test_allowlist_keeps_no_name_date_time_or_free_text() -> None:
+    entries = list(_levels(ALLOWLIST))
+    assert len(entries) < 80  # an allowlist, not a dictionary
+    for tag, keep in entries:
+        assert tag == keep.tag == tag_for_keyword(keep.keyword)
+        assert len(keep.why) > 10, keep.keyword  # every entry says why it is kept
+        vrs = set(dictionary_VR(tag).split(" or "))
+        if vrs & {"CS", "LO"}:  # coded strings: only their defined terms
+            assert keep.terms, keep.keyword
+        else:
+            assert not vrs & _IDENTIFYING_VRS, keep.keyword
+        assert (keep.items is not None) == (vrs == {"SQ"}), keep.keyword
+    keywords = {keep.keyword for _, keep in entries}
+    assert not keywords & {"PatientName", "PatientID", "StudyDate", "AccessionNumber", "SpecificCharacterSet"}
+    # what the reader needs
+    assert {"Rows", "Columns", "PixelData", "PhotometricInterpretation", "PixelSpacing", "Modality"} <= keywords
 
 
 # ----------------------------------------------------------- de-identification, every file
@@ -127,17 +124,25 @@ def _text_values(elem: pydicom.DataElement) -> list[str]:
     return out
 
 
-def _walk(ds: Dataset, listed: bool = False) -> Iterator[tuple[pydicom.DataElement, bool]]:
-    """Every element at any depth, with whether it lies in a Table E.1-1 attribute.
+# Attributes de-identification writes itself (after removing what the file held in them).
+_WRITTEN_TAGS = {0x00120062, 0x00120063, 0x00120064, 0x00280303}
 
-    An element inside a listed sequence counts as listed: the sequence's value is its items.
+
+def _walk(ds: Dataset, allowed: dict[int, Keep] | None = ALLOWLIST) -> Iterator[tuple[pydicom.DataElement, bool]]:
+    """Every element at any depth, with whether the allowlist keeps it where it is.
+
+    Everything inside a sequence that is not kept is dropped with it. Attributes that
+    de-identification writes count as kept (``_WRITTEN_TAGS``; original values are replaced).
     """
     for elem in ds:
-        in_listed = listed or profile_action(int(elem.tag)) is not None
-        yield elem, in_listed
+        if allowed is ALLOWLIST and int(elem.tag) in _WRITTEN_TAGS:
+            yield elem, True
+            continue
+        keep = allowed.get(int(elem.tag)) if allowed is not None else None
+        yield elem, keep is not None
         if elem.VR == "SQ":
             for item in elem.value:
-                yield from _walk(item, in_listed)
+                yield from _walk(item, keep.items if keep is not None else None)
 
 
 def _meaningful(text: str) -> bool:
@@ -150,29 +155,28 @@ def _meaningful(text: str) -> bool:
     return len(text) >= 4 and len(set(text)) >= 3
 
 
-# What we write in place of removed values; finding them is not a leak.
-_DUMMIES = {DUMMY_TEXT, *(str(v) for v in DUMMY_VALUES.values())}
+# What de-identification writes; finding it is not a leak.
+_WRITTEN = {*METHOD, "Basic Application Confidentiality Profile", "REMOVED"}
 
 
 def _sensitive_values(original: Dataset, kept: Dataset) -> tuple[set[str], set[bytes]]:
-    """Values of Table E.1-1 attributes (any depth) that must not survive de-identification.
+    """Values of attributes the allowlist drops (any depth) that must not survive.
 
     Exclusions, each because finding the value would not show a leak:
-    * not ``_meaningful`` (see there) or one of our dummy values;
-    * well-known UIDs (1.2.840.10008.*): public constants of the standard, e.g. a SOP class
-      UID inside a removed Referenced Image Sequence that is also this file's SOP Class UID;
-    * values that the profile itself keeps in an attribute it does not list (looked up in the
-      de-identified dataset ``kept``), e.g. a private tag repeating the Manufacturer, which is
-      retained (K) by the profile.
+    * not ``_meaningful`` (see there) or written by the de-identification;
+    * standard UIDs (1.2.840.10008.*): public constants, e.g. a SOP class UID inside a dropped
+      Referenced Image Sequence that is also this file's SOP Class UID;
+    * values that an allowlisted attribute also holds (looked up in the de-identified dataset
+      ``kept``), e.g. a dropped Imager Pixel Spacing equal to the kept Pixel Spacing.
     """
-    kept_text = [t for elem, listed in _walk(kept) if not listed for t in _text_values(elem)]
+    kept_text = [t for elem, allowed in _walk(kept) if allowed for t in _text_values(elem)]
     kept_bytes = [
-        bytes(elem.value) for elem, listed in _walk(kept) if not listed and isinstance(elem.value, (bytes, bytearray))
+        bytes(elem.value) for elem, allowed in _walk(kept) if allowed and isinstance(elem.value, (bytes, bytearray))
     ]
     texts: set[str] = set()
     blobs: set[bytes] = set()
-    for elem, listed in _walk(original):
-        if not listed:
+    for elem, allowed in _walk(original):
+        if allowed:
             continue
         if isinstance(elem.value, (bytes, bytearray)):
             blob = bytes(elem.value)
@@ -184,7 +188,7 @@ def _sensitive_values(original: Dataset, kept: Dataset) -> tuple[set[str], set[b
             text = text.strip("\x00 ")
             if (
                 _meaningful(text)
-                and text not in _DUMMIES
+                and text not in _WRITTEN
                 and not text.startswith("1.2.840.10008.")
                 and not any(text in k for k in kept_text)
             ):
@@ -205,7 +209,7 @@ def _written(ds: Dataset) -> bytes:
 
 
 @pytest.mark.parametrize("filename", PIXEL_FILES)
-def test_no_profile_value_survives_in_stored_bytes(filename: str) -> None:
+def test_no_dropped_value_survives_in_stored_bytes(filename: str) -> None:
     data = _load(filename)
     original = _parse(data)
     deidentified = _deidentified(data)
@@ -228,16 +232,16 @@ def test_no_profile_value_survives_in_stored_bytes(filename: str) -> None:
     for blob in blobs:
         assert blob not in written
         assert base64.b64encode(blob).decode() not in stored_json
-    # and the markers of a de-identified instance
+    # only allowlisted attributes, and the markers of a de-identified instance
     reread = _parse(written)
+    assert not [elem for elem, allowed in _walk(reread) if not allowed]
     assert reread.PatientIdentityRemoved == "YES"
     assert reread.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
     assert reread.DeidentificationMethodCodeSequence[0].CodingSchemeDesignator == "DCM"
-    assert not [e.tag for e in reread.iterall() if e.tag.is_private]
     for image in images:
         header = image.metadata["dicom"]
         assert header["00120062"]["Value"] == ["YES"]
-        assert not [tag for tag in header if int(tag[:4], 16) % 2 == 1]
+        assert not set(header) - {f"{tag:08X}" for tag in {*ALLOWLIST, *_WRITTEN_TAGS}}
         assert "7FE00010" not in header
         json.dumps(image.metadata, allow_nan=False)  # strict JSON, storable as jsonb
 
@@ -247,48 +251,100 @@ def test_every_pixel_file_is_read_or_refused_for_a_stated_reason() -> None:
     assert set(EXPECTED_REFUSALS) <= set(PIXEL_FILES)
 
 
-def test_nested_attributes_get_their_actions_at_any_depth() -> None:
+def _raw(ds: Dataset, keyword: str, vr: str, value: bytes) -> None:
+    """Put a value pydicom would refuse or convert (text in a number, an explicit UN) as the file has it."""
+    tag = Tag(tag_for_keyword(keyword))
+    ds[tag] = RawDataElement(tag, vr, len(value), value, 0, False, True)
+
+
+def test_only_allowlisted_attributes_survive_at_any_depth() -> None:
     ds = Dataset()
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
     ds.SOPInstanceUID = "1.2.3.4.5.6.7"
+    ds.SpecificCharacterSet = "ISO_IR 100"
     ds.PatientName = "Doe^Jane"
     ds.ContentSequence = Sequence([Dataset()])
     ds.ContentSequence[0].TextValue = "Jane Doe has a lump"
-    ds.CreatorVersionUID = "1.2.3.99.1"  # UI outside the table: an instance-like UID
-    ds.CodingSchemeUID = "1.2.3.99.2"  # UI naming a coding scheme: kept
-    ds.FailedSOPInstanceUIDList = ["1.2.3.8", "1.2.3.9"]
+    ds.Rows, ds.Columns = 4, 5
     ds.add_new(0x60024000, "LT", "overlay drawn by Dr Who")
     ds.add_new(0x50000010, "US", 3)  # curve data group
     ds.add_new(0x00090010, "LO", "VENDOR")
     ds.add_new(0x00091001, "LO", "private secret")
-    level1 = Dataset()
-    level2 = Dataset()
-    level3 = Dataset()
-    level3.PatientName = "Deep^Name"
-    level3.AcquisitionDateTime = "20200101120000"
-    level3.ReferencedSOPInstanceUID = "1.2.3.4.5.6.7"
-    level3.VerifyingOrganization = "Hospital of Somewhere"
-    level3.AssertionDateTime = "20200102"
-    level3.add_new(0x00111001, "LO", "private deep")
-    level2.ReferencedSeriesSequence = Sequence([level3])  # not listed: recursed into
-    level1.ReferencedRequestSequence = Sequence([level2])
-    ds.ReferencedInstanceSequence = Sequence([level1])
+    ds.PatientIdentityRemoved = "NO"  # whatever the file says, de-identification writes its own
+    frame = Dataset()
+    frame.FrameContentSequence = Sequence([Dataset()])
+    frame.FrameContentSequence[0].FrameAcquisitionDateTime = "20200101120000"
+    measures = Dataset()
+    measures.PixelSpacing = [0.5, 0.25]
+    measures.SliceThickness = "2"
+    measures.PatientName = "Deep^Name"
+    measures.Rows = 7  # allowlisted at the top level, not inside Pixel Measures
+    measures.add_new(0x00111001, "LO", "private deep")
+    frame.PixelMeasuresSequence = Sequence([measures])
+    ds.PerFrameFunctionalGroupsSequence = Sequence([frame, Dataset()])
     deidentify(ds, uid_key=KEY)
 
-    assert ds.PatientName == ""  # Z
-    assert len(ds.ContentSequence) == 0  # D on a sequence: emptied, no dummy items
-    assert ds.CreatorVersionUID == remap_uid("1.2.3.99.1", KEY)
-    assert ds.CodingSchemeUID == "1.2.3.99.2"
-    assert list(ds.FailedSOPInstanceUIDList) == [remap_uid("1.2.3.8", KEY), remap_uid("1.2.3.9", KEY)]
-    assert 0x60024000 not in ds and 0x50000010 not in ds
-    assert not [e for e in ds.iterall() if e.tag.is_private]
-    deep = ds.ReferencedInstanceSequence[0].ReferencedRequestSequence[0].ReferencedSeriesSequence[0]
-    assert deep.PatientName == ""
-    assert "AcquisitionDateTime" not in deep  # X/Z/D: we never re-emit DICOM, so X
-    assert deep.ReferencedSOPInstanceUID == ds.SOPInstanceUID == remap_uid("1.2.3.4.5.6.7", KEY)
-    assert deep.VerifyingOrganization == DUMMY_TEXT  # D on text
-    assert deep.AssertionDateTime == DUMMY_VALUES["DT"]  # D on a DT
-    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"
+    assert set(ds.keys()) == {
+        tag_for_keyword(k)
+        for k in (
+            "SOPClassUID",
+            "SOPInstanceUID",
+            "Rows",
+            "Columns",
+            "PerFrameFunctionalGroupsSequence",
+            "PatientIdentityRemoved",
+            "DeidentificationMethod",
+            "DeidentificationMethodCodeSequence",
+            "LongitudinalTemporalInformationModified",
+        )
+    }
+    assert ds.PatientIdentityRemoved == "YES"
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"  # a standard UID stays
+    assert ds.SOPInstanceUID == remap_uid("1.2.3.4.5.6.7", KEY)
+    frames = ds.PerFrameFunctionalGroupsSequence
+    assert len(frames) == 2  # items stay, emptied: frame i is still item i
+    assert list(frames[0].keys()) == [tag_for_keyword("PixelMeasuresSequence")]
+    kept = frames[0].PixelMeasuresSequence[0]
+    assert set(kept.keys()) == {tag_for_keyword("PixelSpacing"), tag_for_keyword("SliceThickness")}
+    assert list(kept.PixelSpacing) == [0.5, 0.25]
+    assert not list(frames[1].keys())
+
+
+def test_kept_attributes_must_hold_what_their_dictionary_says() -> None:
+    ds = Dataset()
+    ds.Rows = 4
+    ds.Modality = "PATIENT DOE"  # not a defined term
+    ds.PhotometricInterpretation = "MONOCHROME2 "  # padded, still a defined term
+    ds.VOILUTFunction = "SIGMOID"
+    ds.RescaleType = "Dr Who's units"
+    _raw(ds, "Columns", "LT", b"Jane Doe")  # a US attribute declared as text
+    _raw(ds, "SliceThickness", "DS", b"Jane Doe")  # a DS that is no number
+    _raw(ds, "SliceLocation", "UN", b"Jane Doe")  # UN: pydicom decodes it as the DS it is, and fails
+    _raw(ds, "WindowCenter", "DS", b"40\\NaN ")  # not finite
+    _raw(ds, "WindowWidth", "DS", b"400 ")
+    deidentify(ds, uid_key=KEY)
+    kept = {elem.keyword for elem in ds} - {"PatientIdentityRemoved", "DeidentificationMethod"}
+    kept -= {"DeidentificationMethodCodeSequence", "LongitudinalTemporalInformationModified"}
+    assert kept == {"Rows", "PhotometricInterpretation", "VOILUTFunction", "WindowWidth"}
+    assert ds.WindowWidth == 400
+
+
+def test_uids_are_remapped_unless_the_standard_defines_them() -> None:
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.3.4.99"  # a private class
+    ds.StudyInstanceUID = "not a uid at all"
+    ds.FrameOfReferenceUID = "1.2.840.10008.1.4.1.1"  # Talairach Brain Atlas Frame of Reference
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.50"
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.file_meta.ImplementationVersionName = "DR DOE'S PACS"
+    ds.file_meta.SourceApplicationEntityTitle = "WARD7"
+    deidentify(ds, uid_key=KEY)
+    assert ds.SOPClassUID == remap_uid("1.2.3.4.99", KEY)
+    assert ds.StudyInstanceUID == remap_uid("not a uid at all", KEY)
+    assert ds.FrameOfReferenceUID == "1.2.840.10008.1.4.1.1"
+    assert set(ds.file_meta.keys()) == {0x00020002, 0x00020010}
+    assert ds.file_meta.MediaStorageSOPClassUID == "1.2.840.10008.5.1.4.1.1.2"
 
 
 def test_file_meta_instance_uid_is_remapped_like_the_sop_instance_uid() -> None:
@@ -456,7 +512,8 @@ def test_metadata_normalised_keys() -> None:
     assert (meta["rows"], meta["columns"], meta["number_of_frames"]) == (128, 128, 1)
     assert meta["modality"] == "CT" and meta["photometric"] == "MONOCHROME2"
     assert meta["transfer_syntax"] == "1.2.840.10008.1.2.1"
-    assert meta["dicom"]["00100010"] == {"vr": "PN"}  # Patient's Name emptied (Z)
+    assert "00100010" not in meta["dicom"]  # Patient's Name: not allowlisted, gone
+    assert meta["dicom"]["00280030"]["Value"] == pytest.approx([0.661468, 0.661468])
 
 
 def test_multiframe_rtdose_gives_one_image_per_frame() -> None:

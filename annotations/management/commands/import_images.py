@@ -50,6 +50,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--skip-bad", action="store_true", help="import each file on its own and report the ones that fail"
         )
+        parser.add_argument(
+            "--keep-file-names",
+            action="store_true",
+            help="store each file's name with its images (by default they get an opaque name: "
+            "file names often hold patient names or IDs)",
+        )
 
     def handle(self, *args, **opts):
         files = _files(opts["paths"])
@@ -78,7 +84,13 @@ class Command(BaseCommand):
             batches = [[s] for s in sources] if opts["skip_bad"] else [sources]
             for batch in batches:
                 try:
-                    result = services.images_import(dataset=dataset, sources=batch, options=options, on_file=advance)
+                    result = services.images_import(
+                        dataset=dataset,
+                        sources=batch,
+                        options=options,
+                        on_file=advance,
+                        keep_file_names=opts["keep_file_names"],
+                    )
                 except (ImageReadError, DomainError, OSError) as exc:
                     if not opts["skip_bad"]:
                         raise CommandError(f"{exc}\nnothing was imported") from None
