@@ -84,7 +84,12 @@ class PlayerStatsAdmin(admin.ModelAdmin):
     search_fields = ["player__username", "player__pseudonym"]
     readonly_fields = [f.name for f in PlayerStats._meta.fields if f.name != "suspicious"]
 
+    # Stats span every campaign, so they are no researcher's data: superusers only.
     def has_module_permission(self, request):
         return request.user.is_superuser
 
-    has_view_permission = has_change_permission = has_module_permission
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
