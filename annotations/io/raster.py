@@ -1,8 +1,10 @@
 """PNG, JPEG and TIFF to model input with Pillow, refusing oversized images before decoding.
 
-Pillow opens files lazily: ``Image.open`` reads only the header, so the declared size is
-checked (``annotations.io.check_size``) before ``load()`` decodes any pixel. Pillow's own
-decompression-bomb guard is also mapped to ImageReadError.
+Pillow opens files lazily: the header is read first, so the declared size is checked
+(``annotations.io.check_size``: 8192 pixels a side, 40 megapixels) before ``load()`` decodes any
+pixel. ``_open_header`` opens without Pillow's own decompression-bomb guard, whose limits (89 and
+179 megapixels) are far above ours and whose message would otherwise answer first; the guard stays
+mapped to ImageReadError, should anything else trip it.
 
 Metadata is limited to width, height, mode and page count: EXIF, text chunks, ICC profiles
 and every other free-form field are dropped, since they can hold patient names.
@@ -11,6 +13,7 @@ and every other free-form field are dropped, since they can hold patient names.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 
 import numpy as np
@@ -56,8 +59,24 @@ def read_raster(data: bytes, name: str, options: ReadOptions) -> list[DecodedIma
             raise ImageReadError(name, f"corrupt or truncated image ({type(exc).__name__}: {exc})") from None
 
 
+def _open_header(data: bytes) -> Image.Image:
+    """``Image.open(..., formats=_OPENERS)`` less its decompression-bomb check: the header is parsed,
+    no pixel decoded, and the caller checks the size against the product's (lower) limits."""
+    Image.init()
+    for fmt in _OPENERS:
+        factory, accept = Image.OPEN[fmt]
+        verdict = accept(data[:16]) if accept else True
+        if not verdict or isinstance(verdict, str):  # a string: not this format, and why
+            continue
+        try:
+            return factory(io.BytesIO(data), "")
+        except (SyntaxError, IndexError, TypeError, struct.error):
+            continue  # not this format after all; as Image.open, try the next
+    raise UnidentifiedImageError("cannot identify image file")
+
+
 def _read(data: bytes, name: str, options: ReadOptions) -> list[DecodedImage]:
-    img = Image.open(io.BytesIO(data), formats=_OPENERS)
+    img = _open_header(data)
     source_format = _FORMATS[img.format or ""]
     pages = int(getattr(img, "n_frames", 1)) if source_format == "tiff" else 1
     images: list[DecodedImage] = []

@@ -185,3 +185,17 @@ def test_float_tiff_and_cmyk_jpeg():
     [colour] = read_raster(encode(Image.new("CMYK", (4, 4), (0, 255, 255, 0)), "JPEG"), "c.jpg", OPTS)
     assert colour.modality == "RGB" and colour.metadata["mode"] == "CMYK"
     assert colour.pixels[0, 0, 0] > 200 and colour.pixels[0, 0, 1] < 60
+
+
+@pytest.mark.parametrize("side", [10_000, 13_000, 30_000, 50_000])
+def test_the_products_size_check_runs_before_pillows_bomb_guard(side):
+    # Pillow warns from 89 and refuses from 179 megapixels, with its own message; the product's
+    # limit (8192 a side, 40 megapixels, from the header) comes first for every size above it.
+    with pytest.raises(ImageReadError, match=rf"{side}x{side} pixels exceeds the limit of 8192 pixels a side"):
+        read_raster(_huge_png(side, side), "huge.png", OPTS)
+
+
+def test_a_huge_tiff_is_refused_by_the_products_size_check():
+    big = encode(Image.new("1", (30_000, 30_000)), "TIFF", compression="group4")  # a few kilobytes
+    with pytest.raises(ImageReadError, match="30000x30000 pixels exceeds the limit"):
+        read_raster(big, "huge.tif", OPTS)
