@@ -76,7 +76,7 @@ def dataset_create(*, name: str, owner: User, description: str = "", label_class
 def label_class_create(*, dataset: Dataset, name: str, color: str = "#ff5a36", instructions: str = "") -> LabelClass:
     """Add a structure to segment; every image of the dataset gets a task for it."""
     if LabelClass.objects.filter(dataset=dataset, name=name).exists():
-        raise DomainError(f"label class {name!r} already exists in {dataset.name}", code="duplicate")
+        raise Conflict(f"label class {name!r} already exists in {dataset.name}", code="duplicate")
     label_class = LabelClass.objects.create(dataset=dataset, name=name, color=color, instructions=instructions)
     Task.objects.bulk_create(Task(image=image, label_class=label_class) for image in dataset.images.all())
     return label_class

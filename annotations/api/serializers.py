@@ -1,15 +1,56 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotations.io.preprocess import CT_WINDOWS
 from annotations.models import Dataset, Image, LabelClass
+from crowdseg.api import ExactlyOneOf, MaxJSONBytes, StrictJSON
+
+# Caps on what clients send (the body limit alone would let one field take 10 MB).
+DESCRIPTION_MAX_CHARS = 5000
+INSTRUCTIONS_MAX_CHARS = 2000  # shown with every task on a phone
+LABEL_CLASSES_MAX = 50
+# A COCO RLE as JSON: a detailed outline on the largest image (40 megapixels) stays far below.
+RLE_MAX_BYTES = 4 * 1024 * 1024
+POLYGONS_MAX = 200
+POLYGON_MAX_COORDINATES = 20000
 
 
-class LabelClassSerializer(serializers.ModelSerializer):
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "COCO RLE, column-major: counts as a compressed string or a list of run lengths",
+        "required": ["size", "counts"],
+        "properties": {
+            "size": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2},
+            "counts": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "integer", "minimum": 0}}]},
+        },
+    }
+)
+class RleField(serializers.JSONField):
+    """A COCO RLE (``{"size": [H, W], "counts": ...}``) as sent by a client, at most ``RLE_MAX_BYTES``
+    of JSON; ``inference.engine.rle.decode`` checks the rest."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("validators", [MaxJSONBytes(RLE_MAX_BYTES)])
+        super().__init__(**kwargs)
+
+
+def polygons_field(**kwargs) -> serializers.ListField:
+    """``[[x0, y0, x1, y1, ...], ...]`` in image pixels: at most 200 rings of at most 20000 numbers."""
+    return serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField(), min_length=6, max_length=POLYGON_MAX_COORDINATES),
+        max_length=POLYGONS_MAX,
+        **kwargs,
+    )
+
+
+class LabelClassSerializer(StrictJSON, serializers.ModelSerializer):
     color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False, default="#ff5a36")
 
     class Meta:
         model = LabelClass
         fields = ["id", "name", "color", "instructions"]
+        extra_kwargs = {"instructions": {"max_length": INSTRUCTIONS_MAX_CHARS}}
 
 
 class DatasetSerializer(serializers.ModelSerializer):
@@ -21,10 +62,15 @@ class DatasetSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "description", "label_classes", "image_count", "created_at"]
 
 
-class DatasetCreateSerializer(serializers.Serializer):
+class DatasetCreateSerializer(StrictJSON, serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    description = serializers.CharField(required=False, allow_blank=True, default="")
-    label_classes = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
+    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=DESCRIPTION_MAX_CHARS)
+    label_classes = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, default=list, max_length=LABEL_CLASSES_MAX
+    )
+
+    def validate_label_classes(self, names):
+        return list(dict.fromkeys(names))  # a name twice is one class
 
 
 class ImageTaskSerializer(serializers.Serializer):
@@ -58,7 +104,8 @@ class ImageSerializer(serializers.ModelSerializer):
 
 
 class ImageImportSerializer(serializers.Serializer):
-    files = serializers.ListField(child=serializers.FileField(allow_empty_file=False), min_length=1, max_length=500)
+    # Empty files are refused in validate_files, by name (the field's own check names the index).
+    files = serializers.ListField(child=serializers.FileField(allow_empty_file=True), min_length=1, max_length=500)
     ct_window = serializers.ChoiceField(choices=sorted(CT_WINDOWS), default="soft_tissue")
     nifti_axis = serializers.ChoiceField(choices=["axial", "coronal", "sagittal"], default="axial")
     keep_file_names = serializers.BooleanField(
@@ -67,6 +114,12 @@ class ImageImportSerializer(serializers.Serializer):
         "since file names often hold patient names or IDs.",
     )
 
+    def validate_files(self, files):
+        empty = [f.name for f in files if not f.size]
+        if empty:
+            raise serializers.ValidationError(f"{empty[0]}: the file is empty")
+        return files
+
 
 class ImageImportResultSerializer(serializers.Serializer):
     created = serializers.IntegerField()
@@ -74,11 +127,13 @@ class ImageImportResultSerializer(serializers.Serializer):
     images = ImageSerializer(many=True)
 
 
-class MaskInputSerializer(serializers.Serializer):
+class MaskInputSerializer(StrictJSON, ExactlyOneOf, serializers.Serializer):
     """A mask as COCO RLE (``{"size": [H, W], "counts": "..."}``) or as polygons in pixels."""
 
-    rle = serializers.JSONField(required=False)
-    polygons = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()), required=False)
+    exactly_one_of = ("rle", "polygons")
+
+    rle = RleField(required=False)
+    polygons = polygons_field(required=False)
 
 
 class GoldStandardSerializer(serializers.Serializer):

@@ -81,7 +81,6 @@ class DatasetImagesView(generics.ListAPIView):
     @extend_schema(request=ImageImportSerializer, responses={201: ImageImportResultSerializer})
     def post(self, request, dataset_id: int):
         dataset = selectors.dataset_get_for_researcher(user=request.user, dataset_id=dataset_id)
-        _refuse_oversized_request(request)
         params = ImageImportSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         files = params.validated_data["files"]
@@ -101,18 +100,6 @@ class DatasetImagesView(generics.ListAPIView):
             "images": ImageSerializer(result.created, many=True, context={"request": request}).data,
         }
         return Response(body, status=201)
-
-
-def _refuse_oversized_request(request) -> None:
-    """Refuse from the Content-Length header, before the body is read and spooled to disk."""
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > settings.CROWDSEG_MAX_UPLOAD_BYTES:
-        raise TooLarge(
-            f"request of {length} bytes exceeds the upload limit of {settings.CROWDSEG_MAX_UPLOAD_BYTES} bytes"
-        )
 
 
 class TaskGoldView(APIView):

@@ -3,9 +3,17 @@
 from django.urls import reverse
 from rest_framework import serializers
 
-from annotations.api.serializers import LabelClassSerializer
+from annotations.api.serializers import (
+    DESCRIPTION_MAX_CHARS,
+    LABEL_CLASSES_MAX,
+    LabelClassSerializer,
+    RleField,
+    polygons_field,
+)
 from annotations.models import LabelClass, SuggestionUse
+from crowdseg.api import MAX_ID, ExactlyOneOf, StrictJSON
 from gamification.models import Campaign
+from inference.api.serializers import PromptSerializer
 
 
 class CampaignSerializer(serializers.ModelSerializer):
@@ -41,11 +49,13 @@ class CampaignOwnerSerializer(CampaignSerializer):
         fields = [*CampaignSerializer.Meta.fields, "gold_rate", "suggestion_withheld_share", "invite_code"]
 
 
-class CampaignCreateSerializer(serializers.Serializer):
+class CampaignCreateSerializer(StrictJSON, serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    description = serializers.CharField(required=False, allow_blank=True, default="")
-    dataset = serializers.IntegerField()
-    label_classes = serializers.ListField(child=serializers.IntegerField(), min_length=1)
+    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=DESCRIPTION_MAX_CHARS)
+    dataset = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    label_classes = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), min_length=1, max_length=LABEL_CLASSES_MAX
+    )
     visibility = serializers.ChoiceField(choices=Campaign.Visibility.choices, default=Campaign.Visibility.PUBLIC)
     round_size = serializers.IntegerField(min_value=1, max_value=50, default=10)
     round_seconds = serializers.IntegerField(min_value=30, max_value=24 * 3600, default=900)
@@ -63,28 +73,34 @@ class CampaignCreateSerializer(serializers.Serializer):
         return classes
 
 
-class JoinSerializer(serializers.Serializer):
-    invite_code = serializers.CharField(required=False, allow_blank=True, default="")
+class JoinSerializer(StrictJSON, serializers.Serializer):
+    invite_code = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=Campaign._meta.get_field("invite_code").max_length
+    )
 
 
-class SubmissionSerializer(serializers.Serializer):
+class SubmittedPromptSerializer(PromptSerializer):
+    """The box/points a suggestion came from, as the suggest endpoint takes them, and nothing else:
+    it is stored with the annotation, so unknown keys are refused rather than kept."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(str(key)[:40] for key in set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(f"unknown keys: {', '.join(unknown[:5])}")
+        return super().to_internal_value(data)
+
+
+class SubmissionSerializer(StrictJSON, ExactlyOneOf, serializers.Serializer):
     """A volunteer's mask for one task of their round."""
 
-    rle = serializers.JSONField(required=False, help_text="COCO RLE at the image's native size")
-    polygons = serializers.ListField(
-        child=serializers.ListField(child=serializers.FloatField(), min_length=6, max_length=20000),
-        required=False,
-        max_length=200,
-        help_text="[[x0, y0, x1, y1, ...], ...] in image pixels",
-    )
+    exactly_one_of = ("rle", "polygons")
+
+    rle = RleField(required=False, help_text="COCO RLE at the image's native size")
+    polygons = polygons_field(required=False, help_text="[[x0, y0, x1, y1, ...], ...] in image pixels")
     time_spent_ms = serializers.IntegerField(min_value=0, max_value=24 * 3600 * 1000)
     suggestion_use = serializers.ChoiceField(choices=SuggestionUse.choices, default=SuggestionUse.NONE)
-    prompt = serializers.JSONField(required=False, help_text="The box/points the suggestion came from")
-
-    def validate(self, attrs):
-        if ("rle" in attrs) == ("polygons" in attrs):
-            raise serializers.ValidationError("send the mask as either 'rle' or 'polygons'")
-        return attrs
+    prompt = SubmittedPromptSerializer(required=False, help_text="The box/points the suggestion came from")
 
 
 class BatchItemSerializer(SubmissionSerializer):
@@ -93,7 +109,7 @@ class BatchItemSerializer(SubmissionSerializer):
     idempotency_key = serializers.CharField(max_length=64)
 
 
-class BatchSerializer(serializers.Serializer):
+class BatchSerializer(StrictJSON, serializers.Serializer):
     submissions = serializers.ListField(child=serializers.DictField(), min_length=1, max_length=100)
 
 

@@ -11,6 +11,7 @@ from annotations.selectors import dataset_get_for_researcher
 from crowdseg.errors import DomainError, Forbidden
 from gamification import badges, progression, selectors, services
 from gamification.models import EarnedBadge
+from gamification.services import IDEMPOTENCY_KEY
 
 from .serializers import (
     BatchItemSerializer,
@@ -107,7 +108,11 @@ class SubmitView(APIView):
 
     @extend_schema(
         request=SubmissionSerializer,
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=True)],
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key", str, OpenApiParameter.HEADER, required=True, pattern=IDEMPOTENCY_KEY.pattern
+            )
+        ],
         responses={201: dict},
     )
     def post(self, request, round_id, task_id):

@@ -1,7 +1,9 @@
 from rest_framework import serializers
 
+from crowdseg.api import StrictJSON
 
-class PromptSerializer(serializers.Serializer):
+
+class PromptSerializer(StrictJSON, serializers.Serializer):
     """A prompt in image pixel coordinates (x = column, y = row, 0..width and 0..height).
 
     MedSAM was trained on boxes: send a box. Points (label 1 = inside, 0 = outside) refine a

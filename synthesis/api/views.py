@@ -7,14 +7,16 @@ from rest_framework.views import APIView
 
 from annotations.api.permissions import IsResearcher
 from annotations.selectors import dataset_get_for_researcher, datasets_for_researcher
+from crowdseg.api import MaxJSONBytes, StrictJSON
 from crowdseg.errors import NotFound
 from synthesis import services
 from synthesis.models import Job
 
 
-class JobStartSerializer(serializers.Serializer):
+class JobStartSerializer(StrictJSON, serializers.Serializer):
     kind = serializers.ChoiceField(choices=Job.Kind.choices)
-    params = serializers.DictField(required=False, default=dict)
+    # Checked name by name by ``services.job_start``; a few integers at most.
+    params = serializers.DictField(required=False, default=dict, validators=[MaxJSONBytes(4096)])
 
 
 def job_data(job: Job) -> dict:
