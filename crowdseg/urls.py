@@ -1,9 +1,11 @@
+import re
+
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
-from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from . import media
 from .api import api_not_found, json_error_view
 from .health import HealthView, liveness
 
@@ -28,8 +30,8 @@ urlpatterns = [
 ]
 
 if settings.CROWDSEG_SERVE_MEDIA:
-    # Display renditions for the embedded demo; a deployment serves them from object storage.
-    urlpatterns.append(re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT}))
+    # Display images of medical data, only to those who may see them (404 to everyone else).
+    urlpatterns.append(re_path(rf"^{re.escape(settings.MEDIA_URL.lstrip('/'))}(?P<name>.+)$", media.display_file))
 
 handler400 = json_error_view(400, "bad_request", "bad request")
 handler403 = json_error_view(403, "forbidden", "you may not do this")

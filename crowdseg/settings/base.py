@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from .env import env, env_bool, env_int, env_list
 
@@ -248,8 +249,15 @@ CROWDSEG_MAX_UPLOAD_BYTES = env_int("CROWDSEG_MAX_UPLOAD_BYTES", 512 * 1024 * 10
 FILE_UPLOAD_TEMP_DIR = None
 # Keep the uploaded original (private storage) next to the de-identified image; off by default.
 CROWDSEG_KEEP_ORIGINALS = env_bool("CROWDSEG_KEEP_ORIGINALS", False)
-# Serve media through Django (the embedded demo); a deployment serves it from object storage.
+# Display images through Django's authorising view (crowdseg.media): only to those who may see
+# them. Off: a deployment serves them otherwise (object storage with its own signed URLs).
 CROWDSEG_SERVE_MEDIA = env_bool("CROWDSEG_SERVE_MEDIA", True)
+# Who sends the bytes once the view said yes: "" Django, "x-accel-redirect" nginx (from the
+# internal location below, aliased to MEDIA_ROOT), "x-sendfile" Apache or lighttpd.
+CROWDSEG_MEDIA_SENDFILE = env("CROWDSEG_MEDIA_SENDFILE") or ""
+if CROWDSEG_MEDIA_SENDFILE not in ("", "x-accel-redirect", "x-sendfile"):
+    raise ImproperlyConfigured(f"unknown CROWDSEG_MEDIA_SENDFILE {CROWDSEG_MEDIA_SENDFILE!r}")
+CROWDSEG_MEDIA_INTERNAL_URL = env("CROWDSEG_MEDIA_INTERNAL_URL") or "/internal-media/"
 
 # MedSAM: where export_medsam writes the ONNX model the server uses; embeddings are computed
 # when images are imported (a Celery task) unless switched off.
