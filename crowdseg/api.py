@@ -47,6 +47,20 @@ def _first_message(detail) -> str:
     return str(detail)
 
 
+MESSAGE_MAX_CHARS = 300
+
+
+def _shortened(detail):
+    """DRF's messages quote the bad value ("'...' is not a valid choice."): a refusal of a
+    megabyte-long value must not send it back, so every message keeps its first characters."""
+    if isinstance(detail, dict):
+        return {str(key)[:MESSAGE_MAX_CHARS]: _shortened(value) for key, value in detail.items()}
+    if isinstance(detail, list):
+        return [_shortened(item) for item in detail]
+    text = str(detail)
+    return text if len(text) <= MESSAGE_MAX_CHARS else text[: MESSAGE_MAX_CHARS - 1] + "…"
+
+
 def _suspicious_error(exc: SuspiciousOperation) -> tuple[int, str, str]:
     """(status, code, message) for a request Django refused while reading it."""
     if isinstance(exc, RequestDataTooBig):
@@ -74,7 +88,7 @@ def exception_handler(exc, context):
         return None
     code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
     if isinstance(exc, exceptions.ValidationError):
-        detail = exc.detail
+        detail = _shortened(exc.detail)
         fields = detail if isinstance(detail, dict) else {"non_field_errors": detail}
         response.data = error_body(response.status_code, "invalid", _first_message(detail), fields)
     else:

@@ -134,6 +134,12 @@ def test_it_refuses_oversized_job_params(alice, dataset):
     assert not Job.objects.exists()
 
 
+def test_a_refusal_does_not_echo_a_huge_value(alice, dataset):
+    r = client_for(alice).post(f"/api/v1/datasets/{dataset.pk}/jobs", {"kind": "x" * MB}, format="json")
+    error = assert_api_error(r, 400, "invalid")
+    assert "kind" in error["fields"] and len(r.content) < 4096
+
+
 def test_it_refuses_json_nested_too_deep(alice):
     r = client_for(alice).post("/api/v1/datasets", "[" * 100_000 + "]" * 100_000, content_type="application/json")
     assert_api_error(r, 400, "parse_error")
