@@ -12,6 +12,13 @@ the database and the engine. Two ways in:
   coalesces submissions per label class, so a burst costs one update, not one per submission.
 
 Both are safe to run twice and give the same answer (to within the engine's tolerance).
+
+A ``FusedLabel`` is the crowd's label of its task, computed the same way for every task: on a task
+with a gold standard it is the votes' own label (``fusion.ImageResult.crowd``), never the gold,
+with its own confidence, gain and settledness. Gold standards weigh in only through the
+annotators' reliabilities. Players are shown and scored against fused labels (initial masks,
+settlement), so nothing they get is computed from a gold mask and no label tells a gold task from
+another; the gold itself stays in ``GoldStandard``.
 """
 
 from __future__ import annotations
@@ -158,8 +165,9 @@ def _store(
         ).values_list("task_id", flat=True)
     )
     labels = {True: [], False: []}  # keyed by "a researcher decided": their review stands
-    for key, image in images.items():
-        review_needed = not image.gold and image.confidence < REVIEW_BELOW_CONFIDENCE
+    for key, fused in images.items():
+        image = fused.crowd or fused  # on gold images, what the votes say: never the gold itself
+        review_needed = not fused.gold and image.confidence < REVIEW_BELOW_CONFIDENCE
         settled = fusion.is_settled(image, image.votes, SETTLE_CONFIDENCE, MIN_VOTES, MAX_VOTES)
         fields = _label_fields(image, image.mask, settled, review_needed)
         label = FusedLabel(task_id=key, annotation_count=annotation_counts[key], **fields)

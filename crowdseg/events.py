@@ -6,8 +6,9 @@ caused them commits, to the player's group on the channel layer (Redis in produc
 the embedded default, where only sockets of the same process hear them).
 
 Types: the game's ``score.settled``, ``badge.earned``, ``leaderboard.changed``, ``round.started``,
-``round.completed``, ``round.settled`` (the socket itself adds ``round.expiring`` a minute before a
-round's time is up; no event ever says whether a task was a gold check), and the researcher's
+``round.completed``, ``round.settled``, ``checks.reported`` (accuracy on gold checks over a block of
+rounds; the socket itself adds ``round.expiring`` a minute before a round's time is up; no event
+ever says whether a task was a gold check, nor is computed differently for one), and the researcher's
 ``job.progress`` for synthesis and validation jobs.
 """
 

@@ -4,7 +4,9 @@ A ``Round`` is what a player gets when they press play: a few ``RoundTask``s, so
 gold checks (``RoundTask.is_gold``, never serialised to a player). A ``Submission`` is the answer to
 one round task; it stores the first response it produced so a retried request gets exactly the same
 answer (idempotency), and the annotation it created. Points are provisional until the task settles
-against its reference (gold, or the crowd's consensus); XP and leaderboards count settled points.
+against the crowd's label, gold check or not; XP and leaderboards count settled points. A check's
+agreement with its gold is measured server-side (``Submission.gold_quality``) and reaches the
+player only as a ``CheckReport``: the mean over a block of rounds.
 """
 
 from __future__ import annotations
@@ -133,9 +135,15 @@ class Submission(models.Model):
     flag = models.CharField(max_length=8, choices=Flag.choices, default=Flag.NONE, blank=True)
     provisional_points = models.PositiveIntegerField(default=0)
     points = models.PositiveIntegerField(null=True, blank=True, help_text="Settled")
-    quality = models.FloatField(null=True, blank=True, help_text="Settled: mean of Dice and surface Dice")
+    quality = models.FloatField(
+        null=True, blank=True, help_text="Settled: mean of Dice and surface Dice against the crowd's label"
+    )
     dice = models.FloatField(null=True, blank=True)
     surface_dice = models.FloatField(null=True, blank=True)
+    gold_quality = models.FloatField(
+        null=True, blank=True, help_text="Gold checks, once their round is over: quality against the gold (server-side)"
+    )
+    gold_dice = models.FloatField(null=True, blank=True, help_text="Gold checks: Dice against the gold (server-side)")
     submitted_at = models.DateTimeField(default=timezone.now)
     settled_at = models.DateTimeField(null=True, blank=True)
 
@@ -158,7 +166,7 @@ class PlayerStats(models.Model):
     rounds_completed = models.PositiveIntegerField(default=0)
     campaigns_joined = models.PositiveIntegerField(default=0)
     tasks_submitted = models.PositiveIntegerField(default=0)
-    golds_settled = models.PositiveIntegerField(default=0)
+    golds_settled = models.PositiveIntegerField(default=0, help_text="Gold checks counted in check reports")
     gold_quality_sum = models.FloatField(default=0.0)
     perfect_golds = models.PositiveIntegerField(default=0)
     streak = models.PositiveIntegerField(default=0)
@@ -173,9 +181,30 @@ class PlayerStats(models.Model):
     def __str__(self) -> str:
         return f"stats of {self.player}"
 
-    @property
-    def mean_gold_quality(self) -> float | None:
-        return self.gold_quality_sum / self.golds_settled if self.golds_settled else None
+
+class CheckReport(models.Model):
+    """A player's accuracy on hidden gold checks over one block of consecutive rounds of a campaign.
+
+    Block ``b`` is the player's rounds ``b * N`` to ``b * N + N - 1`` of the campaign in the order
+    they started (``N = scoring.CHECK_BLOCK_ROUNDS``), reported once all of them are over: the only
+    feedback on checks a player gets, never per round or per task, so it identifies no task.
+    ``accuracy`` is what the player sees (coarsened; None with too few checks); ``mean_quality``
+    and ``checks`` stay server-side.
+    """
+
+    player = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="check_reports")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="check_reports")
+    block = models.PositiveIntegerField()
+    checks = models.PositiveIntegerField()
+    mean_quality = models.FloatField(null=True, blank=True)
+    accuracy = models.FloatField(null=True, blank=True, help_text="Shown to the player")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["player", "campaign", "block"], name="check_report_unique")]
+
+    def __str__(self) -> str:
+        return f"checks of {self.player} in {self.campaign}, block {self.block}"
 
 
 class EarnedBadge(models.Model):

@@ -1,8 +1,9 @@
 """Scoring maths: how good a mask is, what it earns, when a submission is implausible. Pure numpy.
 
 Quality is the mean of Dice (overlap) and surface Dice (boundary within
-``annotations.metrics.BOUNDARY_TOLERANCE_PX``), both against a reference mask: the expert gold
-standard for gold checks, the crowd's consensus for ordinary tasks. It lies in [0, 1].
+``annotations.metrics.BOUNDARY_TOLERANCE_PX``), both against a reference mask: for points, the
+crowd's label of the task, gold check or not; for a gold check's accuracy (server-side), its gold.
+It lies in [0, 1].
 
 Points are lexicographic in (quality, speed): ``10 * floor(100 * quality) + speed bonus`` with a
 bonus of 0..9. So a mask that is at least one percentage point better always earns more than a
@@ -12,6 +13,7 @@ masks. Times are in milliseconds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +24,9 @@ MAX_POINTS = 1009  # 10 * 100 + 9
 PARTICIPATION_POINTS = 10  # provisional, for a plausible non-blank submission
 MIN_PLAUSIBLE_MS = 1500  # nobody reads an image, decides and traces it in under 1.5 s
 CLOCK_SLACK_MS = 5000  # client clocks and network: what a round's reported times may exceed wall time by
+CHECK_BLOCK_ROUNDS = 5  # gold checks are reported over blocks of this many consecutive rounds ...
+CHECK_MIN_CHECKS = 10  # ... holding at least this many checks ...
+CHECK_STEP = 0.05  # ... as a mean rounded to this
 
 
 @dataclass(frozen=True)
@@ -72,28 +77,14 @@ def implausibly_fast(time_spent_ms: int, round_reported_ms: int, round_wall_ms: 
     return time_spent_ms < MIN_PLAUSIBLE_MS or round_reported_ms > round_wall_ms + CLOCK_SLACK_MS
 
 
-def gold_rate_for(campaign_rate: float, golds_seen: int, mean_gold_quality: float | None) -> float:
-    """The share of a round that is gold checks for this player.
-
-    New players get twice the campaign's rate until 5 checks are in (their reliability is unknown);
-    players with 20+ checks and a mean quality of 0.8 or better get half of it; at most 0.5, so a
-    round is never mostly checks.
-    """
-    if golds_seen < 5:
-        rate = 2 * campaign_rate
-    elif golds_seen >= 20 and mean_gold_quality is not None and mean_gold_quality >= 0.8:
-        rate = campaign_rate / 2
-    else:
-        rate = campaign_rate
-    return min(max(rate, 0.0), 0.5)
-
-
-def gold_count(round_size: int, rate: float, draw: float) -> int:
-    """How many of a round's ``round_size`` tasks are gold checks, for a uniform ``draw`` in [0, 1).
-
-    The expected count is ``round_size * rate``; the fractional part is taken at random so the
-    count itself does not reveal anything (a round of 10 at rate 0.15 has 1 or 2 checks).
-    """
-    expected = round_size * rate
-    whole = int(np.floor(expected))
-    return min(round_size, whole + (1 if draw < expected - whole else 0))
+def check_accuracy(qualities: Sequence[float], *, minimum: int, step: float) -> float | None:
+    """What a player is told of their gold checks over a block of rounds: the mean of the checks'
+    ``qualities`` (each in [0, 1]) rounded to a multiple of ``step``, or None with fewer than
+    ``minimum`` checks. A coarsened mean over many checks carries too little about any one of them
+    to tell which tasks they were."""
+    if minimum < 1 or not 0 < step <= 1:
+        raise ValueError(f"need minimum >= 1 and 0 < step <= 1, got {minimum!r} and {step!r}")
+    if len(qualities) < minimum:
+        return None
+    mean = float(np.mean(np.clip(qualities, 0.0, 1.0)))
+    return round(round(mean / step) * step, 6)

@@ -9,7 +9,17 @@ from django.db.models import Avg, Count, Exists, OuterRef, Prefetch, Q, QuerySet
 from accounts.models import User
 from crowdseg.errors import Forbidden, NotFound
 
-from .models import Campaign, CampaignMember, LeaderboardEntry, PlayerStats, Round, RoundTask, Submission
+from . import scoring
+from .models import (
+    Campaign,
+    CampaignMember,
+    CheckReport,
+    LeaderboardEntry,
+    PlayerStats,
+    Round,
+    RoundTask,
+    Submission,
+)
 
 LEADERBOARD_TOP = 20
 
@@ -71,15 +81,20 @@ def round_with_tasks(*, game_round: Round) -> Round:
 
 
 def round_check_accuracy(*, game_round: Round) -> float | None:
-    """Mean quality of the round's settled gold checks: the per-round feedback on accuracy.
-
-    Only for rounds that are over, and never broken down per task."""
+    """The player's accuracy on gold checks over the block of rounds ``game_round`` belongs to
+    (``CheckReport``), once every round of the block is over; None before that or with too few
+    checks. Never a figure of one round, nor of one task: that would tell which were checks."""
     if not game_round.settled:
         return None
-    value = Submission.objects.filter(
-        round_task__round=game_round, round_task__is_gold=True, status=Submission.Status.SETTLED
-    ).aggregate(mean=Avg("quality"))["mean"]
-    return None if value is None else round(value, 4)
+    earlier = Round.objects.filter(player_id=game_round.player_id, campaign_id=game_round.campaign_id).filter(
+        Q(created_at__lt=game_round.created_at) | Q(created_at=game_round.created_at, pk__lt=game_round.pk)
+    )
+    block = earlier.count() // scoring.CHECK_BLOCK_ROUNDS
+    return (
+        CheckReport.objects.filter(player_id=game_round.player_id, campaign_id=game_round.campaign_id, block=block)
+        .values_list("accuracy", flat=True)
+        .first()
+    )
 
 
 def player_stats(*, user: User) -> PlayerStats:
@@ -120,15 +135,15 @@ def leaderboard_standing(*, board: str, user: User) -> Standing | None:
 
 
 def anchoring_effect(*, campaign: Campaign) -> dict:
-    """How the AI suggestion moves players, measured on settled gold checks: mean Dice against the
-    gold with the suggestion available and with it withheld (``Campaign.suggestion_withheld_share``),
-    and how often players accepted it unchanged."""
+    """How the AI suggestion moves players, measured on gold checks whose rounds are over: mean Dice
+    against the gold with the suggestion available and with it withheld
+    (``Campaign.suggestion_withheld_share``), and how often players accepted it unchanged."""
     settled = Submission.objects.filter(
-        round_task__round__campaign=campaign, round_task__is_gold=True, status=Submission.Status.SETTLED
+        round_task__round__campaign=campaign, round_task__is_gold=True, gold_dice__isnull=False
     )
 
     def summary(rows):
-        values = rows.aggregate(mean=Avg("dice"), n=Count("id"))
+        values = rows.aggregate(mean=Avg("gold_dice"), n=Count("id"))
         return (None if values["mean"] is None else round(values["mean"], 4)), values["n"]
 
     with_mean, with_n = summary(settled.filter(round_task__suggestion_withheld=False))

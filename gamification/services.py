@@ -2,10 +2,16 @@
 
 Rules a client cannot see, decided here and documented in the README:
 
-- **Gold checks look like any task.** Every submission answers the same way (provisional
-  participation points) and settles by the same rule: once its task has
-  ``campaign.annotations_per_image`` annotations and its round is over. Gold results are shown
-  per round (``check_accuracy``), never per task, so a player cannot learn which images are checks.
+- **Gold checks look like any task, because they are handled like any task.** Golds and ordinary
+  tasks are drawn by one ranking (a round always holds an ordinary task); every submission answers
+  the same way (provisional participation points), settles by the same rule (its task has
+  ``campaign.annotations_per_image`` annotations in the crowd's label and its round is over) and is
+  scored against the same kind of reference: the crowd's label, never the gold. A check's agreement
+  with its gold is measured server-side when its round is over and reaches the player only as a
+  ``CheckReport`` over a block of ``scoring.CHECK_BLOCK_ROUNDS`` rounds, coarsened.
+- **Handing back what the server handed out** (the crowd's label shown as the initial mask) is
+  copying: flagged, no points. The class-prior initial mask handed back unchanged is the AI's mask,
+  counted as an accepted suggestion.
 - **Idempotency.** A submission carries a key; the same key and body replay the first response
   exactly, the same key with another body is refused (422), and concurrent duplicates run once.
   A second submission for the same round task with another key is refused (409): no re-submitting
@@ -37,16 +43,18 @@ from django.utils.module_loading import import_string
 
 from accounts.models import User
 from annotations import consensus
-from annotations.models import Annotation, Dataset, FusedLabel, GoldStandard, LabelClass, Task
+from annotations.models import Annotation, Dataset, FusedLabel, GoldStandard, LabelClass, SuggestionUse, Task
 from annotations.services import mask_parse
 from crowdseg import events
 from crowdseg.errors import Conflict, DomainError, Forbidden, NotFound, Unprocessable
+from inference import services as inference
 from inference.engine import rle
 
 from . import badges, progression, scoring
 from .models import (
     Campaign,
     CampaignMember,
+    CheckReport,
     EarnedBadge,
     LeaderboardEntry,
     PlayerFlag,
@@ -63,6 +71,7 @@ SUSPICIOUS_AFTER_FLAGS = 5  # flagged submissions before a player is marked for 
 SUSPICIOUS_SHARE = 0.3  # ... and at least this share of their submissions
 REPEAT_WINDOW = 20  # a player's latest submissions searched for the same mask pasted again
 REFRESH_DELAY_S = 2  # submissions to a label class within this long are fused together
+MIN_REFERENCE_VOTES = 2  # a crowd label is a reference once this many independent votes made it
 
 
 # -- campaigns ---------------------------------------------------------------------------------
@@ -114,13 +123,14 @@ def _campaign_open(campaign: Campaign, now: datetime) -> None:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A task the round could hand out, with what task choice knows about it."""
+    """A task the round could hand out, with what task choice knows about it (never whether it is
+    a gold check: golds and ordinary tasks are ranked alike)."""
 
     task_id: object
     image_id: object
     assigned: int  # times handed out so far (annotations plus rounds still open)
     gain: float = 1.0  # value of one more annotation (annotations.fusion.annotation_gain); 1 if never fused
-    settled: bool = False  # the fused label is confident enough: no more annotations needed
+    settled: bool = False  # the crowd's label is confident enough: no more annotations needed
 
 
 def rank_by_need(campaign: Campaign, candidates: list[Candidate], rng: random.Random) -> list[Candidate]:
@@ -134,22 +144,39 @@ def rank_by_need(campaign: Campaign, candidates: list[Candidate], rng: random.Ra
     return sorted(shuffled, key=lambda c: (c.settled or c.assigned >= target, -round(c.gain, 3), c.assigned))
 
 
+def round_pick(ranked: list[Candidate], golds: set, size: int) -> list[tuple[object, bool]]:
+    """The round's ``(task_id, is_gold)``: the first ``size`` of ``ranked`` on distinct images, golds
+    and ordinary tasks alike, except that a round always holds an ordinary task: a gold that would
+    take the last free place of a round with none waits for a later round. Empty when no ordinary
+    task is left (a round of checks only would tell which tasks they are)."""
+    picked: list[tuple[object, bool]] = []
+    images: set = set()
+    ordinary = 0
+    for candidate in ranked:
+        if len(picked) == size:
+            break
+        is_gold = candidate.task_id in golds
+        if candidate.image_id in images or (is_gold and not ordinary and len(picked) == size - 1):
+            continue
+        images.add(candidate.image_id)
+        picked.append((candidate.task_id, is_gold))
+        ordinary += not is_gold
+    return picked if ordinary else []
+
+
 def round_start(*, player: User, campaign: Campaign, now: datetime | None = None, seed: int | None = None) -> Round:
     """The player's next round: up to ``campaign.round_size`` tasks on images they never had.
 
-    The caller checks membership (``selectors.campaign_get_for_member``). Gold checks are mixed in
-    at ``scoring.gold_rate_for`` and the order shuffled. Raises Conflict outside the campaign's dates
-    or when nothing is left. The player's rounds that ran out unfinished go to the worker to settle
-    (``round_settle``), not into this request: settling scores every submission of a round.
+    The caller checks membership (``selectors.campaign_get_for_member``). Gold checks and ordinary
+    tasks are ranked by one ranker, which is not told which is which (``round_pick``), and the
+    order shuffled. Raises Conflict outside the campaign's dates or when nothing is left. The
+    player's rounds that ran out unfinished go to the worker to settle (``round_settle``), not into
+    this request: settling scores every submission of a round.
     """
     now = now or timezone.now()
     _campaign_open(campaign, now)
     _rounds_settle_later(player=player, now=now)
     rng = random.Random(seed)
-    stats = PlayerStats.objects.filter(player=player).first()
-    rate = scoring.gold_rate_for(
-        campaign.gold_rate, stats.golds_settled if stats else 0, stats.mean_gold_quality if stats else None
-    )
     # One query for every task on an image the player never had (images of other datasets cannot
     # match, so the player's round tasks need no dataset filter).
     seen_images = RoundTask.objects.filter(round__player=player).values("task__image_id")
@@ -159,12 +186,11 @@ def round_start(*, player: User, campaign: Campaign, now: datetime | None = None
         .annotate(assigned=Count("round_tasks"))
         .values("id", "image_id", "assigned", "gold__id", "fused__gain", "fused__settled")
     )
-    gold_ids, ordinary = [], []
+    golds, candidates = set(), []
     for row in rows:
         if row["gold__id"] is not None:
-            gold_ids.append((row["id"], row["image_id"]))
-            continue
-        ordinary.append(
+            golds.add(row["id"])
+        candidates.append(
             Candidate(
                 task_id=row["id"],
                 image_id=row["image_id"],
@@ -174,28 +200,9 @@ def round_start(*, player: User, campaign: Campaign, now: datetime | None = None
             )
         )
     # Row order is the database's: sort before drawing so a seed gives the same round anywhere.
-    gold_ids.sort(key=lambda ids: str(ids[0]))
-    ordinary.sort(key=lambda c: str(c.task_id))
-    rng.shuffle(gold_ids)
+    candidates.sort(key=lambda c: str(c.task_id))
     ranker = import_string(settings.GAME_TASK_RANKER)
-    ordinary = ranker(campaign, ordinary, rng)
-
-    size = campaign.round_size
-    want_gold = scoring.gold_count(size, rate, rng.random())
-    picked: list[tuple[object, bool]] = []
-    images: set = set()
-
-    def take(task_id, image_id, is_gold):
-        if image_id not in images and len(picked) < size:
-            images.add(image_id)
-            picked.append((task_id, is_gold))
-
-    for task_id, image_id in gold_ids[:want_gold]:
-        take(task_id, image_id, True)
-    for candidate in ordinary:
-        take(candidate.task_id, candidate.image_id, False)
-    for task_id, image_id in gold_ids[want_gold:]:  # top up with checks when ordinary tasks run out
-        take(task_id, image_id, True)
+    picked = round_pick(ranker(campaign, candidates, rng), golds, campaign.round_size)
     if not picked:
         raise Conflict("you have done every image in this campaign — thank you!", code="campaign_exhausted")
     rng.shuffle(picked)
@@ -285,7 +292,7 @@ def submission_submit(
     image = round_task.task.image
     mask = mask_parse(height=image.height, width=image.width, rle_mask=data.get("rle"), polygons=data.get("polygons"))
     encoded = rle.encode(mask)
-    mask_sha = hashlib.sha256(json.dumps(encoded, sort_keys=True).encode()).hexdigest()
+    mask_sha = inference.mask_digest(encoded)
     try:
         with transaction.atomic():
             list(RoundTask.objects.select_for_update().filter(pk=round_task.pk).values_list("pk", flat=True))
@@ -339,6 +346,9 @@ def _submission_store(
     time_ms = int(data.get("time_spent_ms", 0))
     suggestion_use = data.get("suggestion_use", "none")
     blank = not mask.any()
+    handed_back = inference.initial_mask_handed_out(task=round_task.task, digest=mask_sha)
+    if handed_back == "class_prior":
+        suggestion_use = SuggestionUse.ACCEPTED  # the AI's mask unchanged: not an independent vote
     late = now >= game_round.expires_at
     progress = RoundTask.objects.filter(round=game_round).aggregate(
         total=Count("id"), submitted=Count("submission"), reported=Sum("submission__annotation__time_spent_ms")
@@ -353,8 +363,8 @@ def _submission_store(
         flag = Submission.Flag.TOO_FAST
     elif blank:
         flag = Submission.Flag.BLANK
-    elif _copied(player, round_task, mask_sha, suggestion_use):
-        flag = Submission.Flag.COPIED
+    elif handed_back == "consensus" or _copied(player, round_task, mask_sha, suggestion_use):
+        flag = Submission.Flag.COPIED  # the crowd's label handed back, or another player's mask
     elif _repeated(player, round_task, mask_sha):
         flag = Submission.Flag.REPEATED
 
@@ -484,19 +494,21 @@ def _flag(stats: PlayerStats, submission: Submission, campaign: Campaign, reason
 # -- settlement --------------------------------------------------------------------------------
 
 
-def task_reference(task: Task) -> np.ndarray | None:
-    """What submissions of ``task`` are scored against: its gold standard, else the crowd's fused
-    label (reliability-weighted, ``annotations.consensus``) once two or more people voted."""
-    gold = GoldStandard.objects.filter(task=task).first()
-    if gold is not None:
-        return rle.decode(gold.mask)
-    fused = FusedLabel.objects.filter(task=task, votes__gte=2).first()
+def task_reference(task: Task, *, annotations: int) -> np.ndarray | None:
+    """What every submission of ``task`` is scored against, gold check or not: the crowd's label
+    (``annotations.consensus``: on a gold task the votes' own label, never the gold) once it fuses
+    at least ``annotations`` annotations from ``MIN_REFERENCE_VOTES`` or more independent votes;
+    else None."""
+    fused = FusedLabel.objects.filter(
+        task=task, votes__gte=MIN_REFERENCE_VOTES, annotation_count__gte=annotations
+    ).first()
     return None if fused is None else rle.decode(fused.mask)
 
 
 def task_settle(*, task: Task, now: datetime | None = None) -> int:
     """Settle the provisional submissions of ``task`` whose rounds are over, once the task has
-    enough annotations. Returns how many settled. Safe to run twice and concurrently."""
+    enough annotations and the crowd's label includes them (the same rule for every task). Returns
+    how many settled. Safe to run twice and concurrently."""
     now = now or timezone.now()
     campaign_targets = Campaign.objects.filter(rounds__round_tasks__task=task).values_list(
         "annotations_per_image", flat=True
@@ -511,19 +523,23 @@ def task_settle(*, task: Task, now: datetime | None = None) -> int:
     )
     if not pending:
         return 0
-    reference = task_reference(task)
+    reference = task_reference(task, annotations=target)
     if reference is None:
         return 0
     return sum(_submission_settle(pk, reference, now) for pk in pending)
 
 
 def round_settle(*, game_round: Round, now: datetime | None = None) -> None:
-    """Round over: settle what can be, mark the round settled, tell the player."""
+    """Round over: settle what can be, measure its gold checks against their golds (server-side),
+    mark the round settled, tell the player, and report their checks if this round completed a
+    block (``check_reports_publish``)."""
     now = now or timezone.now()
     for task in Task.objects.filter(round_tasks__round=game_round):
         task_settle(task=task, now=now)
+    checks_measure(round_ids=[game_round.pk])
     if Round.objects.filter(pk=game_round.pk, settled=False).update(settled=True):
         events.publish(game_round.player_id, "round.settled", {"round": str(game_round.id)})
+        check_reports_publish(player=game_round.player, campaign=game_round.campaign, now=now)
 
 
 def _submission_settle(pk: int, reference: np.ndarray, now: datetime) -> int:
@@ -556,10 +572,6 @@ def _submission_settle(pk: int, reference: np.ndarray, now: datetime) -> int:
         stats = _stats_for_update(player)
         stats.xp += points
         stats.level = progression.level_for_xp(stats.xp)
-        if submission.round_task.is_gold:
-            stats.golds_settled += 1
-            stats.gold_quality_sum += measured.value
-            stats.perfect_golds += measured.value >= badges.PERFECT_QUALITY
         stats.save()
         _badges_award(player, stats)
         if points:
@@ -578,6 +590,92 @@ def _submission_settle(pk: int, reference: np.ndarray, now: datetime) -> int:
             },
         )
     return 1
+
+
+# -- gold checks -------------------------------------------------------------------------------
+
+
+def checks_measure(*, round_ids: list) -> int:
+    """Measure the gold checks of these rounds against their golds: ``Submission.gold_quality`` and
+    ``gold_dice``, server-side only (check reports, anchoring, review). Returns how many were
+    measured; safe to run twice."""
+    pending = list(
+        Submission.objects.filter(
+            round_task__round__in=round_ids, round_task__is_gold=True, gold_quality__isnull=True
+        ).values_list("pk", "round_task__task_id", "annotation__mask")
+    )
+    if not pending:
+        return 0
+    golds = dict(
+        GoldStandard.objects.filter(task__in={task_id for _, task_id, _ in pending}).values_list("task_id", "mask")
+    )
+    measured = 0
+    for pk, task_id, mask in pending:
+        gold = golds.get(task_id)
+        if gold is None:  # the gold was removed since the round started
+            continue
+        agreement = scoring.quality(rle.decode(mask), rle.decode(gold))
+        measured += Submission.objects.filter(pk=pk, gold_quality__isnull=True).update(
+            gold_quality=agreement.value, gold_dice=agreement.dice
+        )
+    return measured
+
+
+def check_reports_publish(*, player: User, campaign: Campaign, now: datetime | None = None) -> list[CheckReport]:
+    """Report the player's accuracy on gold checks for every block of ``scoring.CHECK_BLOCK_ROUNDS``
+    consecutive rounds of ``campaign`` (in the order they started) that is over and not reported
+    yet: ``scoring.check_accuracy`` over the block's checks, the ``checks.reported`` event, and the
+    checks counted into the player's stats (and badges) only then. Safe to run twice and
+    concurrently: one report per block."""
+    now = now or timezone.now()
+    rounds = list(
+        Round.objects.filter(player=player, campaign=campaign).order_by("created_at", "pk").values_list("pk", "settled")
+    )
+    reported = set(CheckReport.objects.filter(player=player, campaign=campaign).values_list("block", flat=True))
+    published = []
+    for block in range(len(rounds) // scoring.CHECK_BLOCK_ROUNDS):
+        members = rounds[block * scoring.CHECK_BLOCK_ROUNDS : (block + 1) * scoring.CHECK_BLOCK_ROUNDS]
+        if block in reported or not all(settled for _, settled in members):
+            continue
+        report = _check_report(player, campaign, block, [pk for pk, _ in members], now)
+        if report is not None:
+            published.append(report)
+    return published
+
+
+def _check_report(player: User, campaign: Campaign, block: int, round_ids: list, now: datetime) -> CheckReport | None:
+    checks_measure(round_ids=round_ids)  # late submissions after their round settled
+    qualities = list(
+        Submission.objects.filter(
+            round_task__round__in=round_ids, round_task__is_gold=True, gold_quality__isnull=False
+        ).values_list("gold_quality", flat=True)
+    )
+    accuracy = scoring.check_accuracy(qualities, minimum=scoring.CHECK_MIN_CHECKS, step=scoring.CHECK_STEP)
+    try:
+        with transaction.atomic():
+            report = CheckReport.objects.create(
+                player=player,
+                campaign=campaign,
+                block=block,
+                checks=len(qualities),
+                mean_quality=sum(qualities) / len(qualities) if qualities else None,
+                accuracy=accuracy,
+                created_at=now,
+            )
+            stats = _stats_for_update(player)
+            stats.golds_settled += len(qualities)
+            stats.gold_quality_sum += sum(qualities)
+            stats.perfect_golds += sum(q >= badges.PERFECT_QUALITY for q in qualities)
+            stats.save()
+            _badges_award(player, stats)
+            events.publish(
+                player.pk,
+                "checks.reported",
+                {"campaign": campaign.pk, "rounds": [str(pk) for pk in round_ids], "check_accuracy": accuracy},
+            )
+    except IntegrityError:  # reported concurrently
+        return None
+    return report
 
 
 # -- progression -------------------------------------------------------------------------------

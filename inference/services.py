@@ -8,7 +8,9 @@ volunteer sends several prompts per image, redrawing as the finger drags.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 import threading
 import time
@@ -20,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from annotations.models import FusedLabel, GoldStandard, Image, Task
+from annotations.models import FusedLabel, Image, Task
 from annotations.services import image_model_input
 from crowdseg.errors import Conflict, DomainError, Unavailable
 from inference.engine import rle
@@ -46,6 +49,10 @@ logger = logging.getLogger(__name__)
 EMBED_RETRY_AFTER_S = 2  # what a client waits before asking again while the encoder runs
 STALE_RUNNING = timedelta(minutes=10)  # a RUNNING embedding this old lost its worker
 MAX_ATTEMPTS = 3
+CLASS_PRIOR_LABELS = 200  # a class prior is the median box of this many of the class's latest crowd labels ...
+CLASS_PRIOR_MIN = 3  # ... and needs at least this many
+CLASS_PRIOR_CACHE_S = 60  # one box per label class, recomputed at most this often
+INITIAL_MASK_MEMORY_S = 24 * 3600  # how long a handed-out initial mask is recognised when handed back
 
 
 class ModelUnavailable(Unavailable):
@@ -310,22 +317,39 @@ def _image_context(image: Image, decoder: MedSAMDecoder) -> ImageContext:
 def class_prior_box(*, task: Task) -> list[float] | None:
     """Where this label class usually lies in this dataset, as a box on ``task``'s image.
 
-    The median, in coordinates relative to image size, of the bounding boxes of the class's gold
-    standards on other images; None when there are fewer than three.
+    The median, in coordinates relative to image size, of the bounding boxes of the crowd's labels
+    (fused labels of two or more votes, ``annotations.consensus``) of the class's
+    ``CLASS_PRIOR_LABELS`` most recently fused tasks; None with fewer than ``CLASS_PRIOR_MIN``. The
+    same relative box for every task of the class, from crowd labels only: no gold standard, the
+    task's own or another's, ever enters it.
     """
-    golds = GoldStandard.objects.filter(task__label_class=task.label_class).exclude(task=task)
-    golds = golds.select_related("task__image").order_by("-updated_at")[:200]
-    boxes = []
-    for gold in golds:
-        bbox = _bbox(rle.decode(gold.mask))
-        if bbox is not None:
-            h, w = gold.task.image.height, gold.task.image.width
-            boxes.append([bbox[0] / w, bbox[1] / h, bbox[2] / w, bbox[3] / h])
-    if len(boxes) < 3:
+    key = f"inference:class-prior:{task.label_class_id}"
+    relative = cache.get(key)
+    if relative is None:
+        relative = _class_prior_relative(task.label_class_id) or []
+        cache.set(key, relative, CLASS_PRIOR_CACHE_S)
+    if not relative:
         return None
-    x0, y0, x1, y1 = np.median(np.array(boxes), axis=0)
+    x0, y0, x1, y1 = relative
     w, h = task.image.width, task.image.height
     return [float(x0 * w), float(y0 * h), float(x1 * w), float(y1 * h)]
+
+
+def _class_prior_relative(label_class_id: int) -> list[float] | None:
+    labels = (
+        FusedLabel.objects.filter(task__label_class_id=label_class_id, votes__gte=2)
+        .select_related("task__image")
+        .order_by("-updated_at", "pk")[:CLASS_PRIOR_LABELS]
+    )
+    boxes = []
+    for label in labels:
+        bbox = _bbox(rle.decode(label.mask))
+        if bbox is not None:
+            h, w = label.task.image.height, label.task.image.width
+            boxes.append([bbox[0] / w, bbox[1] / h, bbox[2] / w, bbox[3] / h])
+    if len(boxes) < CLASS_PRIOR_MIN:
+        return None
+    return [float(v) for v in np.median(np.array(boxes), axis=0)]
 
 
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -336,28 +360,55 @@ def _bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
+def mask_digest(encoded: dict) -> str:
+    """SHA-256 (hex) of a mask as ``rle.encode`` gives it: equal masks, equal digests."""
+    return hashlib.sha256(json.dumps(encoded, sort_keys=True).encode()).hexdigest()
+
+
+def _handed_out_key(task_id, digest: str) -> str:
+    return f"inference:initial-mask:{task_id}:{digest}"
+
+
 def initial_mask(*, task: Task) -> Suggestion | None:
     """A mask to show before the volunteer touches the screen, or None if there is nothing to go on.
 
-    Once two or more people have annotated the task, the crowd's fused label (reliability-weighted,
-    ``annotations.consensus``); before that, MedSAM's answer to the box where the class usually
-    lies in this dataset.
+    Computed the same way for every task, gold standard or not, and never from a gold mask: once
+    two or more people have annotated the task, the crowd's fused label (``annotations.consensus``:
+    on a gold task the votes' own label, not the gold); before that, MedSAM's answer to the box
+    where the class usually lies (``class_prior_box``, from crowd labels). What it hands out is
+    remembered for ``INITIAL_MASK_MEMORY_S`` (``initial_mask_handed_out``), so a submission that
+    hands it back unchanged is recognised.
     """
     started = time.perf_counter()
     fused = FusedLabel.objects.filter(task=task, votes__gte=2).first()
     if fused is not None:
-        return Suggestion(rle.decode(fused.mask), None, "", "consensus", (time.perf_counter() - started) * 1000)
-    box = class_prior_box(task=task)
-    if box is None:
-        return None
-    suggestion = suggestion_make(task=task, box=box)
+        mask = rle.decode(fused.mask)
+        suggestion = Suggestion(mask, None, "", "consensus", 0.0)
+    else:
+        box = class_prior_box(task=task)
+        if box is None:
+            return None
+        prompted = suggestion_make(task=task, box=box)
+        suggestion = Suggestion(prompted.mask, prompted.predicted_iou, prompted.model_version, "class_prior", 0.0)
+    cache.set(_handed_out_key(task.pk, mask_digest(suggestion.rle)), suggestion.source, INITIAL_MASK_MEMORY_S)
     return Suggestion(
         suggestion.mask,
         suggestion.predicted_iou,
         suggestion.model_version,
-        "class_prior",
+        suggestion.source,
         (time.perf_counter() - started) * 1000,
     )
+
+
+def initial_mask_handed_out(*, task: Task, digest: str) -> str | None:
+    """The source (``"consensus"`` or ``"class_prior"``) of an initial mask of ``task`` whose
+    ``mask_digest`` is ``digest`` and that was handed out within ``INITIAL_MASK_MEMORY_S``, or that
+    is the task's crowd label now; None when no such mask was handed out."""
+    source = cache.get(_handed_out_key(task.pk, digest))
+    if source is not None:
+        return source
+    fused = FusedLabel.objects.filter(task=task, votes__gte=2).values_list("mask", flat=True).first()
+    return "consensus" if fused is not None and mask_digest(fused) == digest else None
 
 
 def images_embed_on_import(*, images: list[Image]) -> None:

@@ -42,7 +42,10 @@ Choices that make it work for a crowd:
   50 good images. (This is the moment estimate of a hierarchical model in which per-image rates
   scatter around the annotator's own rate.)
 - *Gold anchors.* On a gold image the posterior is the gold mask itself; its rates are exact,
-  and a part that every voter missed counts against everyone's sensitivity.
+  and a part that every voter missed counts against everyone's sensitivity. The crowd's own label
+  of a gold image (``ImageResult.crowd``: its votes under the estimated rates, the gold not
+  consulted) is computed exactly as an image without a gold would be, for whoever must be shown
+  what the crowd made of an image without learning whether it had a gold.
 - *Anchored votes.* Volunteers who accepted the AI suggestion unchanged did not vote
   independently: their votes on an image collapse into one vote of the pseudo-annotator
   ``"model"`` (the image's suggestion if given, else the pixel-wise majority of those anchored
@@ -330,6 +333,10 @@ def _run(packed: list[_Packed], prior: Prior, max_iter: int, tol: float, init: F
 
     row_w = np.split(w, starts[1:])
     results = {p_.key: _image_result(p_, row_w[i], float(f[i])) for i, p_ in enumerate(packed)}
+    for image in packed:
+        if image.truth is not None:
+            voter_rates = [(p[index[who]], v[index[who]]) for who in image.voters]
+            results[image.key] = _with_crowd(results[image.key], _crowd_result(image, voter_rates))
 
     # Specificity for ranking (see AnnotatorEstimate): in a band around each fused structure.
     band_bg = np.zeros(len(packed))
@@ -374,6 +381,43 @@ def _image_result(packed: _Packed, w: np.ndarray, foreground_prior: float) -> Im
     return ImageResult(
         packed.key, packed.shape, confidence, foreground_prior, packed.voters, False,
         packed.codes, table, entropy_bits(table),
+    )  # fmt: skip
+
+
+def _crowd_result(image: _Packed, voter_rates: list[tuple[float, float]]) -> ImageResult:
+    """What the votes alone say about gold image ``image`` under the final rates: the E-step an
+    image without a gold runs (its prior f from the votes' implied sizes, its voted region the
+    marked pixels), on the vote patterns with the gold's split undone. ``voter_rates`` holds
+    (sensitivity, precision) per voter slot."""
+    patterns, where = np.unique(image.patterns, return_inverse=True)
+    counts = np.bincount(where, weights=image.counts, minlength=len(patterns))
+    crowd = _Packed(image.key, image.shape, image.voters, image.anchored_by, image.codes, None, patterns, counts, None)
+    k = len(image.voters)
+    bits = ((patterns[:, None] >> np.arange(k)) & 1).astype(np.float64)
+    voted = patterns != 0
+    pixels = float(counts[voted].sum())
+    f = 0.5
+    if k and pixels > 0:
+        sens, prec = (np.array([rate[j] for rate in voter_rates]) for j in (0, 1))
+        marked = counts @ bits
+        f = float(np.median(marked * prec / sens) / pixels)
+    f = min(max(f, _EPS), 1 - _EPS)
+    w = np.zeros(len(patterns))
+    if k:
+        sens, prec = (np.clip(np.array([rate[j] for rate in voter_rates]), _EPS, 1 - _EPS) for j in (0, 1))
+        odds = f / (1 - f)
+        false_pos = np.clip(sens * odds * (1 - prec) / prec, _EPS, sens)
+        if_marked = np.log(sens) - np.log(false_pos)
+        if_empty = np.log1p(-sens) - np.log1p(-false_pos)
+        logit = np.log(odds) + bits @ if_marked + (1 - bits) @ if_empty
+        w = np.where(voted, 0.5 * (1.0 + np.tanh(0.5 * logit)), 0.0)
+    return _image_result(crowd, w, f)
+
+
+def _with_crowd(result: ImageResult, crowd: ImageResult) -> ImageResult:
+    return ImageResult(
+        result.key, result.shape, result.confidence, result.foreground_prior, result.annotators, result.gold,
+        result._codes, result._table, result._entropy, crowd,
     )  # fmt: skip
 
 

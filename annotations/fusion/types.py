@@ -137,6 +137,10 @@ class ImageResult:
     set on. ``annotators`` lists the independent voters (with :data:`MODEL` when anchored votes
     were collapsed); ``votes`` counts them.
     ``foreground_prior`` is the estimated share of the voted region that is foreground.
+
+    ``crowd`` (gold images only, else None): the label the votes alone give under the estimated
+    rates, exactly as an image without a gold standard would be fused (``gold`` False, its own
+    confidence); the gold mask takes no part in it except through the rates it helped estimate.
     """
 
     key: str
@@ -148,6 +152,7 @@ class ImageResult:
     _codes: np.ndarray = field(repr=False)
     _table: np.ndarray = field(repr=False)
     _entropy: np.ndarray = field(repr=False)
+    crowd: ImageResult | None = field(default=None, repr=False)
 
     @property
     def probability(self) -> np.ndarray:

@@ -73,6 +73,20 @@ def test_fusion_run_stores_labels_and_reliabilities(crowd):
     assert all(weights[p.pk] > 0.5 for p in careful)
 
 
+def test_a_gold_tasks_fused_label_is_the_crowds_own_not_the_gold(crowd):
+    """What players are shown and scored against is the same kind of label on every task: on gold
+    tasks what the votes say (here, the spammer's empty votes and the careful ones), never the gold."""
+    label_class, tasks, careful, spammer, truths = crowd
+    consensus.fusion_run(label_class=label_class)
+    for task in tasks[:2]:  # the gold tasks
+        fused = FusedLabel.objects.get(task=task)
+        mask = rle.decode(fused.mask)
+        assert not np.array_equal(mask, truths[task.pk])
+        assert 2 * (mask & truths[task.pk]).sum() / (mask.sum() + truths[task.pk].sum()) > 0.9
+        assert fused.confidence < 1.0 and fused.gain > 0 and fused.votes == 4
+        assert fused.review == FusedLabel.Review.NONE  # a gold task needs no review
+
+
 def test_refresh_after_a_new_vote_is_safe_to_run_twice(crowd):
     label_class, tasks, careful, spammer, truths = crowd
     consensus.fusion_run(label_class=label_class)

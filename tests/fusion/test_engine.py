@@ -95,6 +95,26 @@ def test_a_gold_image_fuses_to_its_gold():
     assert result.annotators["a"].golds == 2
 
 
+def test_a_gold_images_crowd_label_is_fused_as_if_it_had_no_gold():
+    """``ImageResult.crowd``: what the votes say under the estimated rates, exactly what an image
+    without a gold with the same votes gets in the same fusion (one of them anchored to the model)."""
+    drawers = {**{f"c{i}": careful for i in range(3)}, "noise": crowd.noise, "box": crowd.box, "s": crowd.shifted}
+    images, truths = crowd.crowd(drawers, 12, gold_every=4, per_image=4)
+    twins = []
+    for i in (0, 4, 8):
+        votes = [Vote(v.annotator, v.mask, anchored=j == 0) for j, v in enumerate(images[i].votes)]
+        images[i] = FusionImage(images[i].key, images[i].shape, votes, gold=truths[i])
+        twins.append(FusionImage(f"twin-{i}", images[i].shape, votes))
+    result = fuse([*images, *twins])
+    for i in (0, 4, 8):
+        gold, twin = result.images[images[i].key], result.images[f"twin-{i}"]
+        assert gold.gold and np.array_equal(gold.mask, truths[i])  # the gold still anchors the rates
+        assert gold.crowd is not None and not gold.crowd.gold and twin.crowd is None
+        assert np.array_equal(gold.crowd.probability, twin.probability)
+        assert gold.crowd.confidence == twin.confidence and gold.crowd.votes == twin.votes
+        assert not np.array_equal(gold.crowd.mask, truths[i])
+
+
 def test_an_image_with_gold_and_no_votes_is_accepted():
     images, truths = crowd.crowd({"a": careful, "b": careful}, 3)
     only_gold = FusionImage("gold-only", truths[0].shape, [], gold=truths[0])

@@ -48,19 +48,23 @@ def test_implausible_times():
     assert not scoring.implausibly_fast(4_000, 24_000, 20_000)  # within the clock slack
 
 
-def test_new_players_see_more_gold_and_trusted_ones_less():
-    assert scoring.gold_rate_for(0.15, 0, None) == 0.3
-    assert scoring.gold_rate_for(0.15, 10, 0.5) == 0.15
-    assert scoring.gold_rate_for(0.15, 25, 0.9) == 0.075
-    assert scoring.gold_rate_for(0.4, 0, None) == 0.5  # never mostly checks
+def test_check_accuracy_is_a_coarse_mean_and_nothing_with_few_checks():
+    assert scoring.check_accuracy([0.9] * 9, minimum=10, step=0.05) is None  # too few to hide which they were
+    assert scoring.check_accuracy([0.9] * 10, minimum=10, step=0.05) == 0.9
+    assert scoring.check_accuracy([0.8312, 0.8901] * 10, minimum=10, step=0.05) == 0.85  # not 0.8607
+    assert scoring.check_accuracy([1.2, -0.1] * 5, minimum=10, step=0.05) == 0.5  # clipped to [0, 1]
+    with pytest.raises(ValueError, match="step"):
+        scoring.check_accuracy([0.5] * 10, minimum=10, step=0)
 
 
-def test_gold_count_has_the_expected_mean():
+def test_one_check_of_a_block_moves_the_reported_accuracy_by_one_step_at_most():
     rng = random.Random(3)
-    counts = [scoring.gold_count(10, 0.15, rng.random()) for _ in range(20_000)]
-    assert set(counts) == {1, 2}
-    assert np.mean(counts) == pytest.approx(1.5, abs=0.02)
-    assert scoring.gold_count(4, 0.0, 0.0) == 0 and scoring.gold_count(4, 1.0, 0.99) == 4
+    for _ in range(2_000):
+        block = [rng.random() for _ in range(20)]
+        changed = [*block[:-1], rng.random()]
+        before = scoring.check_accuracy(block, minimum=10, step=0.05)
+        after = scoring.check_accuracy(changed, minimum=10, step=0.05)
+        assert abs(after - before) <= 0.05 + 1e-9
 
 
 def test_levels():

@@ -320,18 +320,69 @@ def test_initial_mask_is_none_without_anything_to_go_on(alice, ready_task, model
     assert client_for(alice).get(f"/api/v1/tasks/{ready_task.pk}/initial-mask").status_code == 204
 
 
-def test_initial_mask_from_where_the_class_usually_lies(alice, dataset, brain_pixels, ready_task, model):
-    gold = np.zeros((ready_task.image.height, ready_task.image.width), bool)
-    x0, y0, x1, y1 = (int(v) for v in brain_box(ready_task))
-    gold[y0:y1, x0:x1] = True
-    for seed in range(3):  # three other images of the class with gold standards
+def other_images(dataset, brain_pixels, count: int) -> list:
+    images = []
+    for seed in range(count):
         pixels = brain_pixels.copy()
         pixels[0, 0] = seed + 1  # another file
-        other = import_png(dataset, png_of(pixels), name=f"o{seed}.png")
-        annotation_services.gold_standard_set(task=other.tasks.get(), mask=gold, created_by=None)
+        images.append(import_png(dataset, png_of(pixels), name=f"o{seed}.png"))
+    return images
+
+
+def annotate(task, mask, *, people: int = 2) -> None:
+    for i in range(people):
+        Annotation.objects.create(
+            task=task, annotator=UserFactory(), mask=rle.encode(mask), area=int(mask.sum()), client_key=f"{task.pk}-{i}"
+        )
+
+
+def test_initial_mask_from_where_the_crowd_usually_finds_the_class(alice, dataset, brain_pixels, ready_task, model):
+    box = np.zeros((ready_task.image.height, ready_task.image.width), bool)
+    x0, y0, x1, y1 = (int(v) for v in brain_box(ready_task))
+    box[y0:y1, x0:x1] = True
+    for other in other_images(dataset, brain_pixels, 3):  # three other images the crowd labelled
+        annotate(other.tasks.get(), box)
+    consensus_service.fusion_run(label_class=ready_task.label_class)
     r = client_for(alice).get(f"/api/v1/tasks/{ready_task.pk}/initial-mask")
     assert r.status_code == 200, r.content
     assert r.json()["source"] == "class_prior" and r.json()["area"] > 1000
+
+
+def test_gold_standards_never_make_an_initial_mask(alice, dataset, brain_pixels, ready_task, model):
+    gold = np.zeros((ready_task.image.height, ready_task.image.width), bool)
+    x0, y0, x1, y1 = (int(v) for v in brain_box(ready_task))
+    gold[y0:y1, x0:x1] = True
+    for other in other_images(dataset, brain_pixels, 4):  # golds on four other images, and this one
+        annotation_services.gold_standard_set(task=other.tasks.get(), mask=gold, created_by=None)
+    annotation_services.gold_standard_set(task=ready_task, mask=gold, created_by=None)
+    assert client_for(alice).get(f"/api/v1/tasks/{ready_task.pk}/initial-mask").status_code == 204
+
+
+def test_a_gold_tasks_initial_mask_is_the_crowds_label_not_its_gold(alice, dataset, brain_pixels, ready_task, model):
+    """After two players annotated a gold task, its initial mask is what their votes say, exactly
+    what a task without a gold with the same votes gets; the gold is never handed out."""
+    h, w = ready_task.image.height, ready_task.image.width
+    gold = np.zeros((h, w), bool)
+    gold[20:80, 20:90] = True
+    ordinary = other_images(dataset, brain_pixels, 1)[0].tasks.get()
+    annotation_services.gold_standard_set(task=ready_task, mask=gold, created_by=None)
+    votes = [np.zeros((h, w), bool) for _ in range(2)]
+    votes[0][24:84, 22:94] = True
+    votes[1][18:70, 26:88] = True
+    players = UserFactory.create_batch(2)
+    for task in (ready_task, ordinary):  # the same two players draw the same on both
+        for i, (player, vote) in enumerate(zip(players, votes, strict=True)):
+            Annotation.objects.create(
+                task=task, annotator=player, mask=rle.encode(vote), area=int(vote.sum()), client_key=f"{task.pk}-{i}"
+            )
+    consensus_service.fusion_run(label_class=ready_task.label_class)
+    client = client_for(alice)
+    on_gold = client.get(f"/api/v1/tasks/{ready_task.pk}/initial-mask").json()
+    on_ordinary = client.get(f"/api/v1/tasks/{ordinary.pk}/initial-mask").json()
+    assert on_gold["source"] == on_ordinary["source"] == "consensus"
+    shown = rle.decode(on_gold["rle"])
+    assert not np.array_equal(shown, gold) and shown.sum() != gold.sum()
+    assert np.array_equal(shown, rle.decode(on_ordinary["rle"]))
 
 
 def test_initial_mask_from_the_consensus_of_earlier_annotators(alice, ready_task, model):
