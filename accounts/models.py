@@ -36,4 +36,10 @@ class User(AbstractUser):
 
     @property
     def is_researcher(self) -> bool:
-        return self.role in (Role.RESEARCHER, Role.STAFF) or self.is_superuser
+        """May create datasets and campaigns; sees only the datasets they own or collaborate on."""
+        return self.role == Role.RESEARCHER or self.is_superuser
+
+    @property
+    def is_operator(self) -> bool:
+        """Runs the service (health checks, accounts); sees no research data by this role."""
+        return self.role == Role.STAFF or self.is_superuser

@@ -2,14 +2,16 @@ import csv
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from accounts.models import Role, User
 from inference.engine import rle
 
-from . import consensus, figures, services
+from . import consensus, figures, selectors, services
 from .fusion import entropy_bits
 from .io import ImageReadError, ReadOptions
 from .io.preprocess import CT_WINDOWS
@@ -52,16 +54,68 @@ class ImportForm(forms.Form):
     )
 
 
-class ResearcherScopedAdmin(admin.ModelAdmin):
-    """A researcher sees and changes only what belongs to their own datasets; superusers see all."""
+# How each model that a form may point at reaches its dataset: the choices a researcher is offered
+# (selects, raw-id fields, which validate against the same choices) are limited to their datasets.
+_DATASET_OF = {
+    "annotations.dataset": "pk",
+    "annotations.labelclass": "dataset",
+    "annotations.image": "dataset",
+    "annotations.task": "label_class__dataset",
+    "gamification.campaign": "dataset",
+    "synthesis.job": "dataset",
+}
 
-    owner_path = "dataset__owner"  # lookup from this model to the dataset's owner
+
+def researched(queryset, dataset_path: str, user):
+    """``queryset`` cut to the rows whose dataset (``dataset_path`` from its model) ``user`` researches."""
+    if user.is_superuser:
+        return queryset
+    return queryset.filter(**{f"{dataset_path}__in": selectors.datasets_for_researcher(user=user).values("pk")})
+
+
+class ResearcherScopedAdmin(admin.ModelAdmin):
+    """A researcher sees, filters by, and picks only what belongs to the datasets they research
+    (owner or collaborator); superusers see all. Relations in ``list_filter`` offer only the values
+    present in those rows, and foreign-key choices are limited the same way, so neither names nor
+    ids of another researcher's data reach the page."""
+
+    dataset_path = "dataset"  # lookup from this model to its dataset
 
     def get_queryset(self, request):
-        queryset = super().get_queryset(request)
+        return researched(super().get_queryset(request), self.dataset_path, request.user)
+
+    def get_list_filter(self, request):
+        return [self._related_only(name) for name in super().get_list_filter(request)]
+
+    def _related_only(self, entry):
+        if not isinstance(entry, str):
+            return entry
+        field = None
+        model = self.model
+        for part in entry.split("__"):
+            field = model._meta.get_field(part)
+            model = field.related_model
+        return (entry, admin.RelatedOnlyFieldListFilter) if field is not None and field.is_relation else entry
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        kwargs.setdefault("queryset", self._choices(db_field, request))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        kwargs.setdefault("queryset", self._choices(db_field, request))
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def _choices(self, db_field, request):
+        related = db_field.related_model
+        queryset = related._default_manager.all()
         if request.user.is_superuser:
             return queryset
-        return queryset.filter(**{self.owner_path: request.user})
+        if related is User:
+            return queryset.filter(pk=request.user.pk)  # researchers act as themselves
+        path = _DATASET_OF.get(related._meta.label_lower)
+        if path is None:
+            return queryset.none()  # a relation no researcher should set: nothing to choose
+        return researched(queryset, path, request.user)
 
 
 class LabelClassInline(admin.TabularInline):
@@ -71,14 +125,26 @@ class LabelClassInline(admin.TabularInline):
 
 @admin.register(Dataset)
 class DatasetAdmin(ResearcherScopedAdmin):
-    owner_path = "owner"
+    dataset_path = "pk"
     list_display = ["name", "owner", "image_count", "created_at", "import_link"]
     search_fields = ["name"]
     inlines = [LabelClassInline]
     readonly_fields = ["created_at"]
 
+    filter_horizontal = ["collaborators"]
+
     def get_exclude(self, request, obj=None):
         return [] if request.user.is_superuser else ["owner"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and not (request.user.is_superuser or obj.owner_id == request.user.pk):
+            return [*self.readonly_fields, "collaborators"]  # only the owner chooses who works on it
+        return self.readonly_fields
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "collaborators":
+            kwargs["queryset"] = User.objects.filter(role=Role.RESEARCHER).exclude(pk=request.user.pk)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change):
         if not change and not request.user.is_superuser:
@@ -152,7 +218,7 @@ class ImageAdmin(ResearcherScopedAdmin):
 
 @admin.register(Task)
 class TaskAdmin(ResearcherScopedAdmin):
-    owner_path = "label_class__dataset__owner"
+    dataset_path = "label_class__dataset"
     list_display = ["id", "label_class", "image", "has_gold"]
     list_filter = ["label_class__dataset", "label_class"]
     list_select_related = ["label_class__dataset", "image"]
@@ -165,7 +231,7 @@ class TaskAdmin(ResearcherScopedAdmin):
 
 @admin.register(Annotation)
 class AnnotationAdmin(ResearcherScopedAdmin):
-    owner_path = "task__label_class__dataset__owner"
+    dataset_path = "task__label_class__dataset"
     list_display = ["task", "annotator", "area", "suggestion_use", "time_spent_ms", "created_at"]
     list_filter = ["suggestion_use"]
     raw_id_fields = ["task", "annotator"]
@@ -174,7 +240,7 @@ class AnnotationAdmin(ResearcherScopedAdmin):
 
 @admin.register(GoldStandard)
 class GoldStandardAdmin(ResearcherScopedAdmin):
-    owner_path = "task__label_class__dataset__owner"
+    dataset_path = "task__label_class__dataset"
     list_display = ["task", "area", "source", "created_by", "updated_at"]
     list_filter = ["source"]
     raw_id_fields = ["task", "created_by"]
@@ -185,7 +251,7 @@ class FusedLabelAdmin(ResearcherScopedAdmin):
     """QA: labels the crowd is unsure about, shown over the image with each annotator's mask and
     weight. *Accept* makes the fused mask the gold standard; *use this mask* takes one annotator's."""
 
-    owner_path = "task__label_class__dataset__owner"
+    dataset_path = "task__label_class__dataset"
     list_display = ["task", "label_class", "confidence", "votes", "settled", "review", "updated_at"]
     list_filter = ["review", "settled", "task__label_class__dataset", "task__label_class"]
     list_select_related = ["task__label_class"]
@@ -252,6 +318,8 @@ class FusedLabelAdmin(ResearcherScopedAdmin):
         return extra + super().get_urls()
 
     def _fused(self, request, pk) -> FusedLabel:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         return get_object_or_404(self.get_queryset(request).select_related("task__image", "task__label_class"), pk=pk)
 
     def figure_view(self, request, pk, kind):
@@ -299,7 +367,7 @@ class AnnotatorReliabilityAdmin(ResearcherScopedAdmin):
     """Each annotator's reliability per label class, with how much evidence stands behind it; a
     histogram and an agreement plot per class, and a CSV."""
 
-    owner_path = "label_class__dataset__owner"
+    dataset_path = "label_class__dataset"
     list_display = [
         "who", "label_class", "weight_shown", "sensitivity_shown", "precision_shown", "specificity_shown",
         "images", "golds", "anchored", "updated_at",
@@ -364,6 +432,8 @@ class AnnotatorReliabilityAdmin(ResearcherScopedAdmin):
         return extra + super().get_urls()
 
     def plot_view(self, request, label_class_pk, kind):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         rows = list(self.get_queryset(request).filter(label_class_id=label_class_pk, annotator__isnull=False))
         if not rows:
             return HttpResponse(status=404)

@@ -38,9 +38,19 @@ class SourceFormat(models.TextChoices):
 
 
 class Dataset(models.Model):
+    """A researcher's collection of images. Its owner and collaborators research it: they see and
+    change its images, classes, golds, labels, campaigns and jobs (``annotations.selectors``);
+    nobody else does, staff included. Only the owner chooses the collaborators."""
+
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="datasets")
+    collaborators = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="collaborations",
+        help_text="Researchers who work on this dataset with its owner",
+    )
     # Secret that DICOM UIDs are remapped with: consistent within the dataset, unlinkable across.
     uid_key = models.CharField(max_length=64, default=_uid_key, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -77,7 +87,10 @@ class Image(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="images")
     modality = models.CharField(max_length=3, choices=Modality.choices)
     source_format = models.CharField(max_length=5, choices=SourceFormat.choices)
-    source_name = models.CharField(max_length=255, help_text="File name it was imported from")
+    source_name = models.CharField(
+        max_length=255,
+        help_text="An opaque name of the imported file (its own name only where the import kept file names)",
+    )
     source_sha256 = models.CharField(max_length=64, help_text="sha256 of the imported file")
     frame_key = models.CharField(max_length=64, help_text="Which image inside the file")
     width = models.PositiveIntegerField()

@@ -1,8 +1,10 @@
-"""Reads with access rules: a researcher sees their own datasets, staff see all."""
+"""Reads with access rules. Access to research data follows the dataset: its owner and its
+collaborators research it, superusers (the service's root accounts) see everything, and nobody
+else sees any of it: neither other researchers nor staff, whose role is to run the service."""
 
 from __future__ import annotations
 
-from django.db.models import Count, Exists, OuterRef, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from accounts.models import User
 from crowdseg.errors import Forbidden, NotFound
@@ -11,12 +13,25 @@ from .models import Dataset, Image, Task
 
 
 def datasets_for_researcher(*, user: User) -> QuerySet[Dataset]:
+    """The datasets ``user`` researches: owns or collaborates on (all of them for a superuser)."""
     datasets = Dataset.objects.annotate(image_count=Count("images", distinct=True)).order_by("name")
-    if user.is_staff or user.is_superuser:
+    if user.is_superuser:
         return datasets
-    if not user.is_researcher:
+    if not (user.is_authenticated and user.is_researcher):
         return datasets.none()
-    return datasets.filter(owner=user)
+    return datasets.filter(Q(owner=user) | Q(Exists(_collaboration(user))))
+
+
+def _collaboration(user: User) -> QuerySet:
+    # A subquery rather than a join: a join would repeat each dataset once per collaborator.
+    return Dataset.collaborators.through.objects.filter(dataset=OuterRef("pk"), user=user)
+
+
+def dataset_is_researched_by(*, dataset: Dataset, user: User) -> bool:
+    """Does ``user`` research ``dataset`` (owner, collaborator, or superuser)?"""
+    if user.is_superuser or (user.is_authenticated and user.is_researcher and dataset.owner_id == user.pk):
+        return True
+    return user.is_authenticated and user.is_researcher and dataset.collaborators.filter(pk=user.pk).exists()
 
 
 def dataset_get_for_researcher(*, user: User, dataset_id: int) -> Dataset:

@@ -12,7 +12,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
 from drf_spectacular.utils import extend_schema
-from rest_framework.permissions import IsAdminUser
+from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -69,8 +69,15 @@ def liveness(request):
     return JsonResponse({"ok": True})
 
 
+class IsOperator(BasePermission):
+    """Staff (the role that runs the service) and superusers; researchers are not operators."""
+
+    def has_permission(self, request, view) -> bool:
+        return bool(request.user and request.user.is_authenticated and request.user.is_operator)
+
+
 class HealthView(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsOperator]
 
     @extend_schema(responses={200: dict, 503: dict})
     def get(self, request):

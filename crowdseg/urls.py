@@ -31,7 +31,9 @@ urlpatterns = [
 
 if settings.CROWDSEG_SERVE_MEDIA:
     # Display images of medical data, only to those who may see them (404 to everyone else).
-    urlpatterns.append(re_path(rf"^{re.escape(settings.MEDIA_URL.lstrip('/'))}(?P<name>.+)$", media.display_file))
+    urlpatterns.append(
+        re_path(rf"^{re.escape(settings.MEDIA_URL.lstrip('/'))}(?P<name>.+)$", media.display_file, name="media")
+    )
 
 handler400 = json_error_view(400, "bad_request", "bad request")
 handler403 = json_error_view(403, "forbidden", "you may not do this")

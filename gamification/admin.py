@@ -10,7 +10,6 @@ from .models import Campaign, PlayerFlag, PlayerStats, Submission
 
 @admin.register(Campaign)
 class CampaignAdmin(ResearcherScopedAdmin):
-    owner_path = "owner"
     list_display = [
         "name",
         "dataset",
@@ -41,22 +40,12 @@ class CampaignAdmin(ResearcherScopedAdmin):
             obj.owner = request.user
         super().save_model(request, obj, form, change)
 
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "dataset" and not request.user.is_superuser:
-            kwargs["queryset"] = db_field.related_model.objects.filter(owner=request.user)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-    def formfield_for_manytomany(self, db_field, request, **kwargs):
-        if db_field.name == "label_classes" and not request.user.is_superuser:
-            kwargs["queryset"] = db_field.related_model.objects.filter(dataset__owner=request.user)
-        return super().formfield_for_manytomany(db_field, request, **kwargs)
-
 
 @admin.register(PlayerFlag)
 class PlayerFlagAdmin(ResearcherScopedAdmin):
     """Suspicious submissions in your campaigns: too fast, blank, copied or pasted masks, late."""
 
-    owner_path = "campaign__owner"
+    dataset_path = "campaign__dataset"
     list_display = ["player", "reason", "campaign", "created_at"]
     list_filter = ["reason", "campaign"]
     search_fields = ["player__username", "player__pseudonym"]
@@ -68,7 +57,7 @@ class PlayerFlagAdmin(ResearcherScopedAdmin):
 
 @admin.register(Submission)
 class SubmissionAdmin(ResearcherScopedAdmin):
-    owner_path = "round_task__round__campaign__owner"
+    dataset_path = "round_task__round__campaign__dataset"
     list_display = ["player", "round_task", "status", "flag", "provisional_points", "points", "quality", "submitted_at"]
     list_filter = ["status", "flag"]
     readonly_fields = [f.name for f in Submission._meta.fields]

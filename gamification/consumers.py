@@ -107,22 +107,28 @@ class PlayConsumer(AsyncJsonWebsocketConsumer):
         except ValueError:
             await self.send_json({"type": "error", "id": None, **error_body(400, "invalid", "malformed JSON")})
 
+    # What a client may send: its ``type`` -> (the method that answers, the type of the answer).
+    # The authorisation tests send every one of them as every kind of user.
+    MESSAGES = {"suggest": ("_suggest", "suggestion")}
+
     async def receive_json(self, content, **kwargs):
         request_id = content.get("id") if isinstance(content, dict) else None
-        if not isinstance(content, dict) or content.get("type") != "suggest":
+        handler = self.MESSAGES.get(content.get("type")) if isinstance(content, dict) else None
+        if handler is None:
             await self.send_json({"type": "error", "id": request_id, **error_body(400, "invalid", "unknown type")})
             return
         if not self._allow():
             body = error_body(429, "throttled", f"at most {SUGGESTIONS_PER_SECOND} suggestions a second")
             await self.send_json({"type": "error", "id": request_id, **body})
             return
+        method, answer_type = handler
         try:
-            answer = await self._suggest(content)
+            answer = await getattr(self, method)(content)
         except DomainError as exc:
             body = error_body(exc.status, exc.code, exc.message, exc.fields)
             await self.send_json({"type": "error", "id": request_id, **body, **_retry(exc)})
             return
-        await self.send_json({"type": "suggestion", "id": request_id, **answer})
+        await self.send_json({"type": answer_type, "id": request_id, **answer})
 
     @database_sync_to_async
     def _suggest(self, content: dict) -> dict:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db.models import Avg, Count, Exists, OuterRef, Prefetch, Q, QuerySet, prefetch_related_objects
+from django.utils.crypto import constant_time_compare
 
 from accounts.models import User
+from annotations.selectors import datasets_for_researcher
 from crowdseg.errors import Forbidden, NotFound
 
 from . import scoring
@@ -25,13 +27,11 @@ LEADERBOARD_TOP = 20
 
 
 def campaigns_for_player(*, user: User) -> QuerySet[Campaign]:
-    """Campaigns ``user`` can see: public ones, those they joined, and (researchers) their own."""
+    """Campaigns ``user`` can see: public ones, those they joined, and those on datasets they research."""
     joined = CampaignMember.objects.filter(campaign=OuterRef("pk"), player=user)
     visible = Q(visibility=Campaign.Visibility.PUBLIC) | Q(Exists(joined))
-    if user.is_staff or user.is_superuser:
-        visible = Q()
-    elif user.is_researcher:
-        visible |= Q(owner=user)
+    if user.is_researcher:
+        visible |= Q(dataset__in=datasets_for_researcher(user=user).values("pk"))
     return (
         Campaign.objects.filter(visible)
         .annotate(joined=Exists(joined), player_count=Count("members", distinct=True))
@@ -42,15 +42,26 @@ def campaigns_for_player(*, user: User) -> QuerySet[Campaign]:
 
 
 def campaign_get_for_player(*, user: User, campaign_id: int) -> Campaign:
-    """A campaign ``user`` can see or join by code. Invite-only campaigns are found by id too (the
-    join needs the code), so a player who was sent a link can join it."""
+    """A campaign ``user`` can see (``campaigns_for_player``), or NotFound. An invite-only
+    campaign is not found by its id alone, so ids cannot be walked for names and leaderboards;
+    a player who was sent its link joins with the code (``campaign_get_for_joining``)."""
     campaign = campaigns_for_player(user=user).filter(pk=campaign_id).first()
     if campaign is None:
-        campaign = Campaign.objects.filter(pk=campaign_id).first()
-        if campaign is None:
-            raise NotFound(f"campaign {campaign_id} not found")
-        campaign.joined, campaign.player_count = False, campaign.members.count()
+        raise NotFound(f"campaign {campaign_id} not found")
     return campaign
+
+
+def campaign_get_for_joining(*, user: User, campaign_id: int, invite_code: str) -> Campaign:
+    """A campaign ``user`` can see, or the invite-only campaign whose code they give; NotFound
+    otherwise, the same answer as for a campaign that does not exist."""
+    campaign = campaigns_for_player(user=user).filter(pk=campaign_id).first()
+    if campaign is not None:
+        return campaign
+    invited = Campaign.objects.filter(pk=campaign_id, visibility=Campaign.Visibility.INVITE).first()
+    if invited is None or not invite_code or not constant_time_compare(invite_code, invited.invite_code):
+        raise NotFound(f"campaign {campaign_id} not found")
+    invited.joined, invited.player_count = False, invited.members.count()
+    return invited
 
 
 def campaign_get_for_member(*, user: User, campaign_id: int) -> Campaign:

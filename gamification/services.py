@@ -44,6 +44,7 @@ from django.utils.module_loading import import_string
 from accounts.models import User
 from annotations import consensus
 from annotations.models import Annotation, Dataset, FusedLabel, GoldStandard, LabelClass, SuggestionUse, Task
+from annotations.selectors import dataset_is_researched_by
 from annotations.services import mask_parse
 from crowdseg import events
 from crowdseg.errors import Conflict, DomainError, Forbidden, NotFound, Unprocessable
@@ -79,8 +80,8 @@ MIN_REFERENCE_VOTES = 2  # a crowd label is a reference once this many independe
 
 def campaign_create(*, owner: User, dataset: Dataset, name: str, label_classes: list[LabelClass], **rules) -> Campaign:
     """A campaign over ``dataset`` (which ``owner`` must research) for some of its label classes."""
-    if not (owner.is_staff or owner.is_superuser or dataset.owner_id == owner.pk):
-        raise Forbidden("only the dataset's researcher can run campaigns on it")
+    if not dataset_is_researched_by(dataset=dataset, user=owner):
+        raise Forbidden("only the dataset's researchers can run campaigns on it")
     if not label_classes:
         raise DomainError("a campaign needs at least one label class", fields={"label_classes": ["empty"]})
     foreign = [c.name for c in label_classes if c.dataset_id != dataset.pk]

@@ -3,6 +3,7 @@
 import base64
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -88,6 +89,8 @@ class JobAdmin(ResearcherScopedAdmin):
     def curve_view(self, request, pk):
         from synthesis.engine import EpochStats, loss_curve_png
 
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         job = get_object_or_404(self.get_queryset(request), pk=pk)
         png = loss_curve_png([EpochStats(**epoch) for epoch in job.history])  # history holds EpochStats as dicts
         return HttpResponse(png, content_type="image/png")

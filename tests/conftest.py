@@ -156,6 +156,19 @@ def celery_tasks_run(request):
         request.getfixturevalue("celery_worker_process")
 
 
+@pytest.fixture
+def celery_in_process(settings):
+    """Celery tasks run in this process, on the real stack too: for tests of what the tasks decide
+    (fusion, then settlement), not of the worker that runs them, and whose data a worker in another
+    process could not see (the test's transaction is never committed)."""
+    from crowdseg.celery import app
+
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER = True
+    yield
+    app.conf.task_always_eager = eager
+
+
 def eventually(check, timeout: float = 30.0):
     """``check()``'s first truthy value, polling: a real worker finishes a moment later."""
     deadline = time.monotonic() + timeout

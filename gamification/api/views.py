@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
-from annotations.selectors import dataset_get_for_researcher
+from annotations.selectors import dataset_get_for_researcher, dataset_is_researched_by
 from crowdseg.errors import DomainError, Forbidden
 from gamification import badges, progression, selectors, services
 from gamification.models import EarnedBadge
@@ -34,8 +34,9 @@ class SubmitThrottle(UserRateThrottle):
 
 
 def _campaign_data(campaign, user) -> dict:
-    owner = user.is_staff or user.is_superuser or campaign.owner_id == user.pk
-    return (CampaignOwnerSerializer if owner else CampaignSerializer)(campaign).data
+    """The researchers of the campaign's dataset also see its rules and invite code."""
+    researcher = dataset_is_researched_by(dataset=campaign.dataset, user=user)
+    return (CampaignOwnerSerializer if researcher else CampaignSerializer)(campaign).data
 
 
 class CampaignListView(generics.ListAPIView):
@@ -66,9 +67,11 @@ class CampaignDetailView(APIView):
 class CampaignJoinView(APIView):
     @extend_schema(request=JoinSerializer, responses={200: CampaignSerializer})
     def post(self, request, campaign_id: int):
-        campaign = selectors.campaign_get_for_player(user=request.user, campaign_id=campaign_id)
         params = JoinSerializer(data=request.data)
         params.is_valid(raise_exception=True)
+        campaign = selectors.campaign_get_for_joining(
+            user=request.user, campaign_id=campaign_id, invite_code=params.validated_data["invite_code"]
+        )
         services.campaign_join(player=request.user, campaign=campaign, **params.validated_data)
         campaign.joined, campaign.player_count = True, campaign.members.count()  # what the join changed
         return Response(_campaign_data(campaign, request.user))

@@ -190,12 +190,27 @@ def test_outsider_cannot_read_or_set_gold(charlie, dataset):
     assert not GoldStandard.objects.exists()
 
 
-def test_staff_see_every_dataset(db):
+def test_staff_see_no_research_data_and_superusers_see_all(db):
     from tests.factories import UserFactory
 
     DatasetFactory()
     DatasetFactory()
-    assert client_for(UserFactory(is_staff=True, role="staff")).get("/api/v1/datasets").json()["count"] == 2
+    staff = UserFactory(is_staff=True, role="staff")
+    assert client_for(staff).get("/api/v1/datasets").status_code == 403
+    root = UserFactory(is_staff=True, is_superuser=True, role="staff")
+    assert client_for(root).get("/api/v1/datasets").json()["count"] == 2
+
+
+def test_collaborators_research_the_dataset_and_see_it_once(alice, charlie):
+    from tests.factories import ResearcherFactory
+
+    dataset = DatasetFactory(owner=alice)
+    dataset.collaborators.add(charlie, ResearcherFactory())
+    listed = client_for(charlie).get("/api/v1/datasets").json()
+    assert [d["id"] for d in listed["results"]] == [dataset.pk]
+    r = client_for(charlie).post(f"/api/v1/datasets/{dataset.pk}/label-classes", {"name": "lesion"}, format="json")
+    assert r.status_code == 201
+    assert dataset.label_classes.filter(name="lesion").exists()
 
 
 def test_display_rendition_is_bounded_and_has_no_metadata(alice, dataset):

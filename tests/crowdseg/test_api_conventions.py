@@ -60,15 +60,20 @@ def test_liveness_needs_no_login():
 def test_health_reports_every_part_of_the_embedded_stack(db):
     from tests.factories import UserFactory
 
-    staff = UserFactory(is_staff=True)
+    staff = UserFactory(is_staff=True, role="staff")
     r = client_for(staff).get("/api/v1/health")
     assert r.status_code == 200, r.content
     checks = r.json()["checks"]
     assert all(c["ok"] for c in checks.values())
 
 
-def test_health_is_for_staff_only(volunteer):
+def test_health_is_for_staff_only(volunteer, alice):
     assert client_for(volunteer).get("/api/v1/health").status_code == 403
+    from accounts.services import user_role_set
+
+    user_role_set(user=alice, role="researcher")
+    assert alice.is_staff  # researchers enter the admin, yet they are not operators
+    assert client_for(alice).get("/api/v1/health").status_code == 403
 
 
 @pytest.mark.real_stack
@@ -76,7 +81,7 @@ def test_health_is_for_staff_only(volunteer):
 def test_health_roundtrips_a_task_through_a_real_worker(celery_worker_process):
     from tests.factories import UserFactory
 
-    staff = UserFactory(is_staff=True)
+    staff = UserFactory(is_staff=True, role="staff")
     r = client_for(staff).get("/api/v1/health")
     checks = r.json()["checks"]
     assert r.status_code == 200, checks

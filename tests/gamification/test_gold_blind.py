@@ -16,7 +16,8 @@ from tests.factories import UserFactory
 from .conftest import GOLD, campaign_make, square, submission_body
 from .test_round_flow import join_and_start, submit
 
-pytestmark = pytest.mark.django_db
+# Settlement follows the crowd's fused label, which a Celery task computes: run it here.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_in_process")]
 
 
 def off_gold(player: int, i: int) -> np.ndarray:
@@ -147,7 +148,7 @@ def test_round_pick_follows_the_ranking_whatever_is_gold():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_check_accuracy_is_reported_over_a_block_of_rounds_never_per_round(alice, player, celery_tasks_run):
+def test_check_accuracy_is_reported_over_a_block_of_rounds_never_per_round(alice, player):
     game = campaign_make(alice, images=60, golds=40, round_size=6, annotations_per_image=1)
     client = client_for(player)
     rounds = []
