@@ -126,7 +126,9 @@ class WebSocket:
         await self._writer.drain()
 
     async def receive(self) -> dict | None:
-        """The next JSON text message, or None when the server closed the socket."""
+        """The next JSON text message, or None when the server closed the socket. Pings are
+        answered on the way, as a browser does (daphne drops a client that leaves them
+        unanswered for 30 s)."""
         while True:
             head = await self._reader.readexactly(2)
             opcode, length = head[0] & 0x0F, head[1] & 0x7F
@@ -137,7 +139,12 @@ class WebSocket:
             payload = await self._reader.readexactly(length)
             if opcode == 0x8:
                 return None
-            if opcode == 0x1:
+            if opcode == 0x9 and length < 126:  # ping: pong with the same payload, masked
+                mask = os.urandom(4)
+                masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+                self._writer.write(bytes([0x8A, 0x80 | length]) + mask + masked)
+                await self._writer.drain()
+            elif opcode == 0x1:
                 return json.loads(payload)
 
     async def close(self) -> None:

@@ -37,9 +37,7 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
 import random
-import struct
 import sys
 import time
 import uuid
@@ -109,30 +107,6 @@ CLAIMED_MS = 1500  # what a player reports per task: the least a person needs (i
 SUGGEST_SHARE = 0.6  # initial masks checked against MedSAM on their own box
 
 
-class Socket(WebSocket):
-    """The benchmarks' client socket, answering the server's pings (daphne drops a client that
-    leaves them unanswered for 30 s), as a browser does."""
-
-    async def receive(self) -> dict | None:
-        while True:
-            head = await self._reader.readexactly(2)
-            opcode, length = head[0] & 0x0F, head[1] & 0x7F
-            if length == 126:
-                length = struct.unpack(">H", await self._reader.readexactly(2))[0]
-            elif length == 127:
-                length = struct.unpack(">Q", await self._reader.readexactly(8))[0]
-            payload = await self._reader.readexactly(length)
-            if opcode == 0x8:
-                return None
-            if opcode == 0x9 and length < 126:  # ping: pong with the same payload, masked
-                mask = os.urandom(4)
-                masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-                self._writer.write(bytes([0x8A, 0x80 | length]) + mask + masked)
-                await self._writer.drain()
-            elif opcode == 0x1:
-                return json.loads(payload)
-
-
 @dataclass
 class Seen:
     """Everything the clients received, by task id (and player where it matters)."""
@@ -182,7 +156,7 @@ async def _play(port, token, kind, campaign, truth, deadline, pace, seen: Seen, 
     await asyncio.sleep(rng.uniform(0, 3))
     headers = {"X-Session-Token": token}
     http = HttpClient("127.0.0.1", port, headers)
-    socket = await Socket.open("127.0.0.1", port, "/ws/v1/play", {**headers, "Origin": f"http://127.0.0.1:{port}"})
+    socket = await WebSocket.open("127.0.0.1", port, "/ws/v1/play", {**headers, "Origin": f"http://127.0.0.1:{port}"})
     answers: dict[str, asyncio.Future] = {}
 
     async def listen():
