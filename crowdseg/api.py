@@ -110,17 +110,11 @@ class CappedPagination(PageNumberPagination):
     max_page_size = 200
 
     def get_page_size(self, request):
-        raw = request.query_params.get(self.page_size_query_param)
-        if raw is None:
-            return self.page_size
-        if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
-            raise exceptions.ValidationError({self.page_size_query_param: [f"must be a positive integer, not {raw!r}"]})
-        return min(int(raw), self.max_page_size)
+        size = _positive_int_param(request, self.page_size_query_param)
+        return self.page_size if size is None else min(size, self.max_page_size)
 
     def get_page_number(self, request, paginator):
-        raw = request.query_params.get(self.page_query_param)
-        if raw is not None and (not raw.isascii() or not raw.isdigit() or int(raw) < 1):
-            raise exceptions.ValidationError({self.page_query_param: [f"must be a positive integer, not {raw!r}"]})
+        _positive_int_param(request, self.page_query_param)
         return super().get_page_number(request, paginator)
 
     def get_schema_operation_parameters(self, view):
@@ -132,6 +126,16 @@ class CappedPagination(PageNumberPagination):
                     f"Results per page, {self.page_size} by default, at most {self.max_page_size}."
                 )
         return parameters
+
+
+def _positive_int_param(request, name: str) -> int | None:
+    """The query parameter ``name`` as a positive integer, None when absent; a 400 otherwise."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+        raise exceptions.ValidationError({name: [f"must be a positive integer, not {raw!r}"]})
+    return int(raw)
 
 
 class MaxJSONBytes:

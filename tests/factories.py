@@ -316,3 +316,16 @@ FACTORIES = {
         EmailAddressFactory,
     )
 }
+
+
+def one_of_each(dataset) -> dict:
+    """One object of every model the admin shows, research data in ``dataset``: {model: object}."""
+    from django.contrib import admin
+
+    objects = {}
+    for model in admin.site._registry:
+        assert model in FACTORIES, f"add a factory for {model._meta.label} to tests/factories.py"
+        factory_class = FACTORIES[model]
+        takes_dataset = "dataset" in factory_class._meta.declarations or "dataset" in factory_class._meta.parameters
+        objects[model] = factory_class(dataset=dataset) if takes_dataset else factory_class()
+    return objects

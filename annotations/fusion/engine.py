@@ -282,13 +282,10 @@ def _run(packed: list[_Packed], prior: Prior, max_iter: int, tol: float, init: F
         sens = np.clip(np.append(p, 0.5)[slot_annot], _EPS, 1 - _EPS)
         prec = np.clip(np.append(v, 0.5)[slot_annot], _EPS, 1 - _EPS)
         odds = f / (1 - f)
-        false_pos = np.clip(sens * odds[:, None] * (1 - prec) / prec, _EPS, sens)
-        if_marked = np.where(slot_used, np.log(sens) - np.log(false_pos), 0.0)
-        if_empty = np.where(slot_used, np.log1p(-sens) - np.log1p(-false_pos), 0.0)
+        if_marked, if_empty = _vote_evidence(sens, prec, odds[:, None])
+        if_marked, if_empty = np.where(slot_used, if_marked, 0.0), np.where(slot_used, if_empty, 0.0)
         llr = (bits * if_marked[row_img] + (1 - bits) * if_empty[row_img]).sum(axis=1)
-        logit = np.log(odds)[row_img] + llr
-        w = 0.5 * (1.0 + np.tanh(0.5 * logit))  # the logistic function, without overflow warnings
-        return np.where(fixed, truth, w)
+        return np.where(fixed, truth, _logistic(np.log(odds)[row_img] + llr))
 
     def m_step(w: np.ndarray) -> tuple[np.ndarray, ...]:
         fg_px = counts * w
@@ -406,12 +403,21 @@ def _crowd_result(image: _Packed, voter_rates: list[tuple[float, float]]) -> Ima
     if k:
         sens, prec = (np.clip(np.array([rate[j] for rate in voter_rates]), _EPS, 1 - _EPS) for j in (0, 1))
         odds = f / (1 - f)
-        false_pos = np.clip(sens * odds * (1 - prec) / prec, _EPS, sens)
-        if_marked = np.log(sens) - np.log(false_pos)
-        if_empty = np.log1p(-sens) - np.log1p(-false_pos)
-        logit = np.log(odds) + bits @ if_marked + (1 - bits) @ if_empty
-        w = np.where(voted, 0.5 * (1.0 + np.tanh(0.5 * logit)), 0.0)
+        if_marked, if_empty = _vote_evidence(sens, prec, odds)
+        w = np.where(voted, _logistic(np.log(odds) + bits @ if_marked + (1 - bits) @ if_empty), 0.0)
     return _image_result(crowd, w, f)
+
+
+def _vote_evidence(sens: np.ndarray, prec: np.ndarray, odds) -> tuple[np.ndarray, np.ndarray]:
+    """The log-likelihood ratio (foreground against background) of a voter's mark and of their
+    blank, from their sensitivity and precision and the image's prior odds of foreground (the E-step
+    of every image, and of a gold image's crowd label)."""
+    false_pos = np.clip(sens * odds * (1 - prec) / prec, _EPS, sens)
+    return np.log(sens) - np.log(false_pos), np.log1p(-sens) - np.log1p(-false_pos)
+
+
+def _logistic(logit: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * logit))  # without overflow warnings
 
 
 def _with_crowd(result: ImageResult, crowd: ImageResult) -> ImageResult:

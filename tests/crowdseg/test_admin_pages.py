@@ -12,20 +12,9 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.services import user_role_set
-from tests.factories import FACTORIES, DatasetFactory, UserFactory
+from tests.factories import DatasetFactory, UserFactory, one_of_each
 
 pytestmark = pytest.mark.django_db
-
-
-def one_of_each(dataset) -> dict:
-    """One object of every registered model, research data in ``dataset``."""
-    objects = {}
-    for model in admin.site._registry:
-        assert model in FACTORIES, f"add a factory for {model._meta.label} to tests/factories.py"
-        factory_class = FACTORIES[model]
-        takes_dataset = "dataset" in factory_class._meta.declarations or "dataset" in factory_class._meta.parameters
-        objects[model] = factory_class(dataset=dataset) if takes_dataset else factory_class()
-    return objects
 
 
 def admin_pages(objects: dict) -> list[str]:

@@ -148,22 +148,20 @@ class World:
     users: dict
     ids: dict  # URL keyword -> value
     secrets: list[str]
+    objects: dict  # "app.model" -> Alice's object of that model, for the admin's pages
     bodies: dict = field(default_factory=dict)
 
 
 @pytest.fixture
 def world(settings, medsam_model_dir):  # noqa: F811
-    from allauth.account.models import EmailAddress
-
     from accounts import services as accounts_services
     from annotations import consensus
     from annotations import services as annotation_services
-    from annotations.models import AnnotatorReliability, FusedLabel
+    from annotations.models import FusedLabel
     from gamification import services as game_services
-    from gamification.models import Campaign, PlayerFlag, PlayerStats, Submission
+    from gamification.models import Campaign, Submission
     from inference import services as inference_services
-    from synthesis.models import Job, SyntheticSample
-    from tests.factories import DatasetFactory, UserFactory, image_import, png_bytes
+    from tests.factories import DatasetFactory, UserFactory, image_import, one_of_each
 
     settings.CROWDSEG_MODEL_DIR = medsam_model_dir
 
@@ -190,9 +188,9 @@ def world(settings, medsam_model_dir):  # noqa: F811
     # named by its public campaign to every player).
     private = DatasetFactory(owner=alice, name="zz-alice-private-dataset", label_classes=["zz-private-class"])
     private.collaborators.add(users["collaborator"])
-    image_import(private, seed=9)
+    image_import(private, seed=109)
     label_class = dataset.label_classes.get()
-    images = [image_import(dataset, height=48, width=64, seed=seed) for seed in range(4)]
+    images = [image_import(dataset, height=48, width=64, seed=seed) for seed in range(100, 104)]
     task = images[0].tasks.get()
     gold = np.zeros((48, 64), bool)
     gold[10:30, 10:40] = True
@@ -223,24 +221,16 @@ def world(settings, medsam_model_dir):  # noqa: F811
     )
     submission = Submission.objects.get(player=peggy)
     consensus.fusion_run(label_class=label_class)
-    fused = FusedLabel.objects.filter(task__label_class=label_class).first()
-    reliability = AnnotatorReliability.objects.filter(label_class=label_class, annotator__isnull=False).first()
-    flag = PlayerFlag.objects.create(
-        player=peggy, campaign=public, submission=submission, reason=Submission.Flag.TOO_FAST
-    )
-    embedding = inference_services.embedding_request(image=images[1])
-    job = Job.objects.create(dataset=dataset, kind=Job.Kind.VALIDATION, created_by=alice)
-    sample = SyntheticSample.objects.create(
-        dataset=dataset,
-        job=job,
-        generator_version="g1",
-        seed=0,
-        index=0,
-        size=32,
-        image=png_bytes(32, 32),
-        masks={},
-        source_tasks=[],
-    )
+    # One object of each model in Alice's dataset; the fused label and the annotation are Peggy's,
+    # on one task, as the admin's review pages need them.
+    objects = {model._meta.label_lower: obj for model, obj in one_of_each(dataset).items()}
+    objects["annotations.fusedlabel"] = FusedLabel.objects.get(task=round_task.task)
+    objects["annotations.annotation"] = submission.annotation
+    objects["gamification.submission"] = submission
+    objects["gamification.campaign"] = invite
+    objects["annotations.dataset"] = dataset
+    objects["accounts.user"] = alice
+    job = objects["synthesis.job"]
     manifest = inference_services.model_manifest()
     ids = {
         "dataset_id": dataset.pk,
@@ -257,25 +247,6 @@ def world(settings, medsam_model_dir):  # noqa: F811
         "content_type_id": 1,
         "display_url": round_task.task.image.display.url,
         "object_id": 1,
-    }
-    objects = {
-        "annotations.dataset": dataset,
-        "annotations.image": images[0],
-        "annotations.task": task,
-        "annotations.annotation": submission.annotation,
-        "annotations.goldstandard": task.gold,
-        "annotations.fusedlabel": fused,
-        "annotations.annotatorreliability": reliability,
-        "gamification.campaign": invite,
-        "gamification.playerflag": flag,
-        "gamification.submission": submission,
-        "gamification.playerstats": PlayerStats.objects.get(player=peggy),
-        "inference.imageembedding": embedding,
-        "synthesis.job": job,
-        "synthesis.syntheticsample": sample,
-        "accounts.user": alice,
-        "auth.group": accounts_services.researchers_group(),
-        "account.emailaddress": EmailAddress.objects.create(user=alice, email="alice@example.org", primary=True),
     }
     secrets = [private.name, "zz-private-class", dataset.description, invite.name, invite.invite_code]
     submit = {"rle": rle.encode(gold), "time_spent_ms": 9000, "suggestion_use": "none"}
@@ -296,7 +267,7 @@ def world(settings, medsam_model_dir):  # noqa: F811
         },
         ("dataset-jobs", "POST"): {"kind": "validation"},
     }
-    return World(users=users, ids=ids, secrets=secrets, bodies={"objects": objects, **bodies})
+    return World(users=users, ids=ids, secrets=secrets, objects=objects, bodies=bodies)
 
 
 # -- walking the resolver ----------------------------------------------------------------------
@@ -474,10 +445,10 @@ def _admin_url(world: World, pattern: URLPattern) -> str:
     standard = _standard_admin_page(pattern.name)
     ids = dict(world.ids)
     if standard is not None:
-        obj = world.bodies["objects"][standard[0]]
-        ids["object_id"] = obj.pk if obj is not None else 0
+        obj = world.objects[standard[0]]
+        ids["object_id"] = obj.pk
     elif pattern.name.startswith("annotations_fusedlabel_"):
-        ids["pk"] = world.bodies["objects"]["annotations.fusedlabel"].pk
+        ids["pk"] = world.objects["annotations.fusedlabel"].pk
     elif pattern.name == "annotations_dataset_import":
         ids["pk"] = world.ids["dataset_id"]
     elif pattern.name == "synthesis_job_curve":

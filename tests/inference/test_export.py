@@ -263,7 +263,7 @@ def test_a_vit_b_checkpoint_exports_with_medsams_preprocessing(tmp_path, real_im
 
 
 def test_the_shared_export_is_reused(medsam_model_dir: Path):
-    """The fixture's folder is complete, so a second session would not export again."""
+    """The fixture's folder is complete, so a second test run would not export again."""
     from .conftest import _complete
 
     assert _complete(medsam_model_dir)
