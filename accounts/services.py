@@ -9,6 +9,7 @@ from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
+from django.utils.crypto import salted_hmac
 
 from crowdseg.errors import Conflict, DomainError, Forbidden
 
@@ -21,6 +22,14 @@ _NOUNS = ["heron", "otter", "lynx", "falcon", "badger", "marten", "ibis", "orca"
 def pseudonym_generate() -> str:
     """A leaderboard name that says nothing about the person: ``swift-otter-4821``."""
     return f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_NOUNS)}-{secrets.randbelow(10000):04d}"
+
+
+def rater_id(user_id: int) -> str:
+    """The opaque id that stands for a person in research data (exports, per-rater masks, reports
+    that leave the system): ``r`` and 12 hex digits, stable for a user, never the username, pseudonym or
+    database id, and not reversible without the server's SECRET_KEY. It outlives a person's personal
+    data: a deleted pupil's labels keep theirs."""
+    return "r" + salted_hmac("crowdseg.rater-id", str(user_id)).hexdigest()[:12]
 
 
 def guest_create() -> User:
