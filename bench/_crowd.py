@@ -18,6 +18,13 @@ The model's suggestion imitates a SAM-like model's systematic errors: thin parts
 morphological opening), the rest over-segmented by ~2 px, with a smooth wobble. Every anchored
 annotator of an image gets the same suggestion.
 
+A :class:`Style` makes a crowd harsher than the defaults: more boundary noise, pieces dropped,
+wider biases, other spam, a different acceptance rate, and (through ``suggestions``) the real
+model's masks in place of the imitation. :data:`HARSH` is the harsh, AI-anchored crowd of the
+fusion benchmark: boundary noise 2.5x and dropped pieces, 30 % AI-anchored annotators who
+accept the suggestion unchanged 60 % of the time, biases of 2.5-5 px either way, spammers that
+leave it blank, draw random blobs or the bounding box.
+
 Boundary moves use an approximate signed distance to the true boundary (octagonal metric, in px),
 so "1 px wobble" means 1 px, thin structures survive a careful annotator, and a bias of 3 px is
 a 3 px dilation.
@@ -39,6 +46,36 @@ MIXES: dict[str, dict[str, float]] = {
     "anchored_heavy": {"careful": 0.3, "sloppy": 0.1, "biased": 0.1, "spammer": 0.05, "ai": 0.45},
     "biased": {"careful": 0.3, "sloppy": 0.1, "biased": 0.5, "spammer": 0.05, "ai": 0.05},
 }
+
+
+@dataclass(frozen=True)
+class Style:
+    """How harshly a crowd draws, beyond its mix of types (the defaults are the gentle crowd).
+
+    ``wobble_scale`` multiplies every hand's boundary noise; ``drop_piece`` is the chance that a
+    hand-drawn mask (careful, sloppy, biased, edited AI) loses a piece of the structure (a disk of
+    radius ``drop_radius_px``, at random inside it); ``bias_px`` the range of biased annotators'
+    boundary offsets and ``bias_wide_share`` the share of them that over-segment; ``spam_kinds``
+    what spammers draw; ``ai_accept`` how often an AI-anchored annotator accepts the suggestion
+    unchanged (else they edit it lightly, with a careful hand's wobble times ``wobble_scale``).
+    """
+
+    wobble_scale: float = 1.0
+    drop_piece: float = 0.0
+    drop_radius_px: tuple[float, float] = (6.0, 14.0)
+    bias_px: tuple[float, float] = (1.5, 3.0)
+    bias_wide_share: float = 0.7
+    spam_kinds: tuple[str, ...] = SPAM_KINDS
+    ai_accept: float = 0.7
+
+
+GENTLE = Style()
+HARSH = Style(
+    wobble_scale=2.5, drop_piece=0.2, drop_radius_px=(4.0, 10.0), bias_px=(2.5, 5.0), bias_wide_share=0.5,
+    spam_kinds=("empty", "random", "box"), ai_accept=0.6,
+)  # fmt: skip
+# The harsh crowd's mix: 30 % anchored; of the rest half careful, a fifth sloppy, 15 % biased, 15 % spammers.
+HARSH_MIX = {"careful": 0.35, "sloppy": 0.14, "biased": 0.105, "spammer": 0.105, "ai": 0.30}
 
 _MAX_DISTANCE = 12  # px: the signed distance saturates here; no simulated move is larger
 
@@ -135,7 +172,9 @@ def model_suggestion(truth: np.ndarray, sdf: np.ndarray, rng: np.random.Generato
     return opened_sdf + 2.0 + 0.8 * smooth_noise(truth.shape, 8, rng) > 0
 
 
-def draw(annotator: Annotator, truth: np.ndarray, sdf: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def draw(
+    annotator: Annotator, truth: np.ndarray, sdf: np.ndarray, rng: np.random.Generator, style: Style = GENTLE
+) -> np.ndarray:
     """One annotator's mask of one image (not for ``ai`` annotators: see :func:`simulate`)."""
     shape = truth.shape
     if annotator.kind == "spammer":
@@ -150,8 +189,8 @@ def draw(annotator: Annotator, truth: np.ndarray, sdf: np.ndarray, rng: np.rando
         if len(rows):
             box[max(rows[0] - 3, 0) : rows[-1] + 4, max(cols[0] - 3, 0) : cols[-1] + 4] = True
         return box
-    level = sdf + annotator.bias_px + annotator.wobble_px * smooth_noise(shape, 5, rng)
-    mask = level > 0
+    level = sdf + annotator.bias_px + style.wobble_scale * annotator.wobble_px * smooth_noise(shape, 5, rng)
+    mask = drop_pieces(level > 0, truth, rng, style)
     if annotator.kind == "sloppy":
         inside = np.argwhere(truth)
         if len(inside):
@@ -162,7 +201,19 @@ def draw(annotator: Annotator, truth: np.ndarray, sdf: np.ndarray, rng: np.rando
     return mask
 
 
-def make_pool(mix: str | dict[str, float], size: int, rng: np.random.Generator) -> list[Annotator]:
+def drop_pieces(mask: np.ndarray, truth: np.ndarray, rng: np.random.Generator, style: Style) -> np.ndarray:
+    """``mask`` with, at the chance ``style.drop_piece``, a disk of the structure left out."""
+    if style.drop_piece <= 0 or rng.random() >= style.drop_piece:
+        return mask
+    inside = np.argwhere(truth)
+    if not len(inside):
+        return mask
+    return mask & ~_disk(mask.shape, tuple(inside[rng.integers(len(inside))]), rng.uniform(*style.drop_radius_px))
+
+
+def make_pool(
+    mix: str | dict[str, float], size: int, rng: np.random.Generator, style: Style = GENTLE
+) -> list[Annotator]:
     """``size`` annotators with types in the proportions of ``mix`` (rounded, in a shuffled order)
     and a long-tailed activity: a few volunteers do most of the work, as on every platform."""
     shares = MIXES[mix] if isinstance(mix, str) else mix
@@ -181,10 +232,10 @@ def make_pool(mix: str | dict[str, float], size: int, rng: np.random.Generator) 
                 f"{kind}-{n}", kind, wobble_px=rng.uniform(2.5, 3.5), bias_px=rng.uniform(-1, 0), activity=activity
             )
         elif kind == "biased":
-            sign = 1.0 if rng.random() < 0.7 else -1.0
-            a = Annotator(f"{kind}-{n}", kind, wobble_px=1.0, bias_px=sign * rng.uniform(1.5, 3), activity=activity)
+            sign = 1.0 if rng.random() < style.bias_wide_share else -1.0
+            a = Annotator(f"{kind}-{n}", kind, wobble_px=1.0, bias_px=sign * rng.uniform(*style.bias_px), activity=activity)
         elif kind == "spammer":
-            spam = SPAM_KINDS[n % len(SPAM_KINDS)]
+            spam = style.spam_kinds[n % len(style.spam_kinds)]
             a = Annotator(f"{kind}-{spam}-{n}", kind, spam=spam, activity=activity)
         else:
             a = Annotator(f"{kind}-{n}", kind, wobble_px=0.7, activity=activity)
@@ -201,32 +252,38 @@ def simulate(
     gold_share: float = 0.15,
     pool_size: int = 40,
     keys: list[str] | None = None,
+    style: Style = GENTLE,
+    suggestions: list[np.ndarray] | None = None,
 ) -> tuple[list[SimImage], list[Annotator]]:
     """Votes of ``per_image`` distinct annotators (from a pool of ``pool_size``) on each true mask.
 
     Deterministic given ``seed``. ``gold_share`` of the images (rounded) are flagged gold.
+    ``suggestions`` (one bool mask per truth) replace the imitated model's (a real model's masks).
     """
     rng = np.random.default_rng(seed)
-    pool = make_pool(mix, pool_size, rng)
+    pool = make_pool(mix, pool_size, rng, style)
     activity = np.array([a.activity for a in pool])
     gold_idx = set(rng.choice(len(truths), size=round(gold_share * len(truths)), replace=False).tolist())
     images = []
     for i, truth in enumerate(truths):
         truth = np.asarray(truth, dtype=bool)
         sdf = signed_distance(truth)
-        suggestion = model_suggestion(truth, sdf, rng)
+        suggestion = model_suggestion(truth, sdf, rng)  # drawn either way: the same seed, the same crowd
+        if suggestions is not None:
+            suggestion = np.asarray(suggestions[i], dtype=bool)
         chosen = rng.choice(len(pool), size=per_image, replace=False, p=activity / activity.sum())
         image = SimImage(keys[i] if keys else f"img-{i}", truth, suggestion, i in gold_idx)
         for j in chosen:
             a = pool[j]
             if a.kind == "ai":
-                if rng.random() < 0.7:
+                if rng.random() < style.ai_accept:
                     image.votes.append(SimVote(a.id, suggestion, anchored=True))
                 else:
-                    nudged = signed_distance(suggestion) + a.wobble_px * smooth_noise(truth.shape, 5, rng) > 0
+                    wobble = style.wobble_scale * a.wobble_px * smooth_noise(truth.shape, 5, rng)
+                    nudged = drop_pieces(signed_distance(suggestion) + wobble > 0, truth, rng, style)
                     image.votes.append(SimVote(a.id, nudged))
             else:
-                image.votes.append(SimVote(a.id, draw(a, truth, sdf, rng)))
+                image.votes.append(SimVote(a.id, draw(a, truth, sdf, rng, style)))
         images.append(image)
     return images, pool
 
