@@ -233,7 +233,8 @@ def make_pool(
             )
         elif kind == "biased":
             sign = 1.0 if rng.random() < style.bias_wide_share else -1.0
-            a = Annotator(f"{kind}-{n}", kind, wobble_px=1.0, bias_px=sign * rng.uniform(*style.bias_px), activity=activity)
+            bias = sign * rng.uniform(*style.bias_px)
+            a = Annotator(f"{kind}-{n}", kind, wobble_px=1.0, bias_px=bias, activity=activity)
         elif kind == "spammer":
             spam = style.spam_kinds[n % len(style.spam_kinds)]
             a = Annotator(f"{kind}-{spam}-{n}", kind, spam=spam, activity=activity)

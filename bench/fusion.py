@@ -303,7 +303,9 @@ def main() -> None:
         suggestions, version = suggested
         harsh = {
             "model_version": version,
-            "suggestion_dice": round(float(np.mean([dice(s, t) for s, t in zip(suggestions, harsh_truths)])), 4),
+            "suggestion_dice": round(
+                float(np.mean([dice(s, t) for s, t in zip(suggestions, harsh_truths, strict=True)])), 4
+            ),
             "annotator_dice": {},
         }
         print(f"harsh_anchored: LiteMedSAM {version}, suggestion Dice {harsh['suggestion_dice']:.3f} (box prompt)")
