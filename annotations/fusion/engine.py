@@ -36,7 +36,9 @@ Choices that make it work for a crowd:
   posterior-weighted confusion counts), and these per-image rates are the observations: an image
   adds up to one unit of evidence (less when its true foreground, or the marked area, is only a
   few pixels: m/(m + min_pixels)); a gold image's rates weigh ``gold_weight`` times as much in
-  the mean (they are measured against the truth, not the crowd). With a Beta prior worth
+  the mean (they are measured against the truth, not the crowd; 10 by default, so that a
+  fifth of gold images outweighs the rest: a consensus record flatters whoever shares the
+  crowd's errors). With a Beta prior worth
   ``Prior.images`` images, each estimate is a Beta posterior mean over images, and its standard
   deviation says how much evidence there is: 3 perfect golds do not make anyone as trusted as
   50 good images. (This is the moment estimate of a hierarchical model in which per-image rates

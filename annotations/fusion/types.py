@@ -54,7 +54,10 @@ class Prior:
       estimate than one measured on a consensus image. A consensus image measures an annotator
       against a label they helped to make (and that shares the crowd's common errors, even a
       colluding majority's); a gold image measures them against the truth. The standard
-      deviations still count a gold image once: it is one image's worth of information;
+      deviations still count a gold image once: it is one image's worth of information. 10
+      (it was 3): with golds on 15-20 % of the images, an annotator's gold record then outweighs
+      their consensus record, which is what lifted the worst images in the fusion benchmark's
+      spammer and anchored crowds and changed no setting for the worse (docs/fusion.md);
     - ``min_pixels``: an image whose (expected) true foreground has m pixels gives m/(m+min_pixels)
       of an image of evidence about sensitivity (likewise the marked area and precision, the
       background near the structure and specificity): a 3-pixel structure says little about how
@@ -65,7 +68,7 @@ class Prior:
     precision: float = 0.8
     specificity: float = 0.8
     images: float = 2.0
-    gold_weight: float = 3.0
+    gold_weight: float = 10.0
     min_pixels: float = 25.0
 
     def __post_init__(self) -> None:

@@ -187,7 +187,13 @@ def test_a_few_perfect_golds_earn_less_trust_than_a_long_good_record():
     newbie, veteran = a["newbie"], a["veteran"]
     assert newbie.images == newbie.golds == 3 and veteran.images == 53
     assert newbie.sensitivity_sd > 2 * veteran.sensitivity_sd
-    assert newbie.specificity_sd > 2 * veteran.specificity_sd
+
+    def evidence_sd(rate: float, sd: float) -> float:  # the sd per unit of the rate's binomial spread
+        return sd / np.sqrt(rate * (1 - rate))
+
+    assert evidence_sd(newbie.specificity, newbie.specificity_sd) > 2 * evidence_sd(
+        veteran.specificity, veteran.specificity_sd
+    )
     assert newbie.weight < veteran.weight
 
 
