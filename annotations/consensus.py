@@ -53,7 +53,8 @@ def fusion_images(
 ) -> list[fusion.FusionImage]:
     """The engine's input for ``label_class``: one image per annotated task (keyed by task id).
 
-    Votes of annotators who accepted the AI suggestion unchanged are marked anchored. Gold
+    Votes of annotators who accepted the AI suggestion unchanged are marked anchored, those who
+    edited it edited (the engine folds light edits into the model's vote). Gold
     standards anchor the estimates, except those of tasks in ``without_golds`` (held out, e.g. for
     validating the dataset).
     """
@@ -70,6 +71,7 @@ def fusion_images(
                 annotator=str(annotation.annotator_id),
                 mask=rle.decode(annotation.mask),
                 anchored=annotation.suggestion_use == SuggestionUse.ACCEPTED,
+                edited=annotation.suggestion_use == SuggestionUse.EDITED,
             )
         )
     held_out = {str(t) for t in without_golds}

@@ -12,7 +12,8 @@ Annotator types (drawn once per annotator, so their habits hold across images):
 - ``spammer``: one of ``empty``, ``random`` (blobs unrelated to the image), ``full`` (everything)
   or ``box`` (the structure's bounding box);
 - ``ai``: anchored to the model: accepts the suggestion unchanged (flagged ``anchored``) 70 % of
-  the time, otherwise nudges it a little (not flagged, yet sharing its errors).
+  the time, otherwise nudges it a little (flagged ``edited``, as the product records it, and
+  sharing its errors).
 
 The model's suggestion imitates a SAM-like model's systematic errors: thin parts lost (a
 morphological opening), the rest over-segmented by ~2 px, with a smooth wobble. Every anchored
@@ -96,7 +97,8 @@ class Annotator:
 class SimVote:
     annotator: str
     mask: np.ndarray  # bool (H, W)
-    anchored: bool = False
+    anchored: bool = False  # the suggestion accepted unchanged
+    edited: bool = False  # the suggestion, changed a little
 
 
 @dataclass
@@ -282,7 +284,7 @@ def simulate(
                 else:
                     wobble = style.wobble_scale * a.wobble_px * smooth_noise(truth.shape, 5, rng)
                     nudged = drop_pieces(signed_distance(suggestion) + wobble > 0, truth, rng, style)
-                    image.votes.append(SimVote(a.id, nudged))
+                    image.votes.append(SimVote(a.id, nudged, edited=True))
             else:
                 image.votes.append(SimVote(a.id, draw(a, truth, sdf, rng, style)))
         images.append(image)

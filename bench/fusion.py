@@ -121,7 +121,10 @@ def fusion_images(images: list[_crowd.SimImage], *, gold: bool = True, anchoring
         FusionImage(
             im.key,
             im.truth.shape,
-            [Vote(v.annotator, v.mask, anchored=v.anchored and anchoring) for v in im.votes],
+            [
+                Vote(v.annotator, v.mask, anchored=v.anchored and anchoring, edited=v.edited and anchoring)
+                for v in im.votes
+            ],
             gold=im.truth if gold and im.gold else None,
         )
         for im in images

@@ -52,6 +52,14 @@ Choices that make it work for a crowd:
   independently: their votes on an image collapse into one vote of the pseudo-annotator
   ``"model"`` (the image's suggestion if given, else the pixel-wise majority of those anchored
   masks), whose own sensitivity and precision then measure the model's systematic bias.
+- *Edited suggestions.* A volunteer who started from the suggestion and changed it a little
+  (``Vote.edited``, Dice with the model's mask at least ``LIGHT_EDIT_DICE``) kept most of its
+  errors: counted as an independent voter, two light edits and the model would outvote one
+  careful annotator with the model's own mistakes, which is what sank the worst images of a
+  harsh, AI-anchored crowd with a poor suggestion (docs/fusion.md). Light edits collapse into
+  the model's vote like acceptances; heavier edits (real corrections) stay independent votes.
+  Without a model's mask on the image (no suggestion given, no acceptance) an edit stays
+  independent: there is nothing to compare it with.
 - *Specificity for ranking.* Reported per annotator, estimated the same way but in a band of
   ``SPECIFICITY_BAND_PX`` around each fused mask (see ``AnnotatorEstimate``); it feeds the
   ranking weight, not the fusion.
@@ -69,10 +77,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..metrics import dilate
+from ..metrics import dice, dilate
 from .types import MODEL, AnnotatorEstimate, FusionImage, FusionResult, ImageResult, Prior
 
 MAX_VOTERS = 16  # 2**16 vote patterns per image: the histogram stays small, and no real image has more
+LIGHT_EDIT_DICE = 0.8  # an edited suggestion this close (Dice) to the model's mask collapses into its vote
 SPECIFICITY_BAND_PX = 3  # specificity is judged this close to the structure (see AnnotatorEstimate)
 _EPS = 1e-6  # keeps rates and priors off 0 and 1, where log-odds blow up
 
@@ -193,23 +202,32 @@ def _pack(image: FusionImage) -> _Packed:
     key, shape = image.key, _shape(image)
     independent: dict[str, np.ndarray] = {}
     anchored_by: list[str] = []
+    edited: dict[str, np.ndarray] = {}
     for vote in image.votes:
         who = vote.annotator
         if not isinstance(who, str) or not who:
             raise ValueError(f"image {key!r}: annotator id must be a non-empty string, not {who!r}")
         if who == MODEL:
             raise ValueError(f"image {key!r}: annotator id {MODEL!r} is reserved for the AI suggestion")
-        if who in independent or who in anchored_by:
+        if who in independent or who in anchored_by or who in edited:
             raise ValueError(f"image {key!r}: annotator {who!r} voted more than once")
+        if vote.anchored and vote.edited:
+            raise ValueError(f"image {key!r}: the vote of {who!r} is marked both anchored and edited")
         mask = _mask(vote.mask, shape, f"image {key!r}: vote of {who!r}")
         if vote.anchored:
             anchored_by.append(who)
+        elif vote.edited:
+            edited[who] = mask
+        else:
+            independent[who] = mask
+    model = model_mask(image)  # validates the suggestion even when it goes unused
+    for who, mask in edited.items():
+        if model is not None and dice(mask, model) >= LIGHT_EDIT_DICE:
+            anchored_by.append(who)  # a light edit carries the model's errors: it is the model's vote
         else:
             independent[who] = mask
     if anchored_by:
-        independent[MODEL] = model_mask(image)
-    elif image.suggestion is not None:
-        _mask(image.suggestion, shape, f"image {key!r}: suggestion")  # validated even when unused
+        independent[MODEL] = model
     gold = None if image.gold is None else _mask(image.gold, shape, f"image {key!r}: gold")
     if not independent and gold is None:
         raise ValueError(f"image {key!r} has no votes and no gold standard: nothing to fuse")

@@ -21,12 +21,16 @@ class Vote:
 
     ``anchored`` says the volunteer accepted the AI suggestion unchanged: the mask is the model's,
     not an independent opinion, so all anchored votes of an image collapse into one vote of
-    :data:`MODEL`.
+    :data:`MODEL`. ``edited`` says they started from the suggestion and changed it: a light edit
+    (Dice with the model's mask at least ``engine.LIGHT_EDIT_DICE``) still carries the model's
+    errors and collapses like an acceptance; a heavier one is the volunteer's own vote. A vote
+    is at most one of the two.
     """
 
     annotator: str
     mask: np.ndarray
     anchored: bool = False
+    edited: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,8 @@ class AnnotatorEstimate:
       the structure's surroundings (everything, a box, random blobs) is caught here.
 
     ``images`` counts the images the annotator independently voted on in this fusion, ``golds``
-    those with a gold standard, ``anchored`` their votes that were collapsed into :data:`MODEL`'s.
+    those with a gold standard, ``anchored`` their votes that were collapsed into :data:`MODEL`'s
+    (acceptances and light edits).
 
     ``weight`` is a cautious Youden's J: sensitivity + specificity - 1, each rate taken one
     standard deviation below its mean, clipped to [0, 1]. About 0 for anyone whose marks do not

@@ -124,6 +124,22 @@ def test_unchanged_acceptances_count_once_as_the_model(alice):
     assert anchored == {p.pk: 1 for p in accepting}
 
 
+def test_light_edits_of_the_suggestion_count_as_the_model_and_heavy_ones_as_their_own(alice):
+    dataset = DatasetFactory(owner=alice, label_classes=["lesion"])
+    task = image_import(dataset, height=H, width=W).tasks.get()
+    suggestion = disk(24, 32, 14)
+    annotate(task, UserFactory(), suggestion, use="accepted")
+    light, heavy = UserFactory(), UserFactory()
+    annotate(task, light, disk(24, 33, 14), use="edited")  # moved a pixel: still the model's mask
+    annotate(task, heavy, disk(24, 32, 7), use="edited")  # cut to half the radius: a correction
+    consensus.fusion_run(label_class=dataset.label_classes.get())
+    assert FusedLabel.objects.get(task=task).votes == 2  # the model (with the light edit) and the correction
+    anchored = dict(
+        AnnotatorReliability.objects.filter(annotator__in=[light, heavy]).values_list("annotator", "anchored")
+    )
+    assert anchored == {light.pk: 1, heavy.pk: 0}
+
+
 def test_uncertain_labels_go_to_review_and_an_accepted_review_becomes_gold(alice, crowd):
     label_class, tasks, *_ = crowd
     split = tasks[6]
