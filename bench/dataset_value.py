@@ -17,7 +17,13 @@ truth is the gold), the rest are crowd slices, labelled by a simulated crowd (be
 - ``expert_only``: the n expert slices with their gold;
 - ``fused``: the crowd slices with their fused labels (no expert slices);
 - ``fused_synthetic``: ``fused`` + as many synthetic pairs as the training pool has slices;
-- ``expert_synthetic``: ``expert_only`` + the same number of synthetic pairs.
+- ``expert_synthetic``: ``expert_only`` + the same number of synthetic pairs;
+- ``fused_diverse``: ``fused`` + mask-conditioned diversity: three times as many synthetic pairs,
+  from masks deformed harder and recombined more often (``DIVERSE``), each mask rendered by the
+  generator with three noise seeds;
+- ``fused_filtered``: ``fused`` + the third of ``fused_diverse``'s synthetic pairs on which a
+  segmenter trained on ``fused`` agrees best with the pair's mask (Dice of its prediction on the
+  synthetic image): a pair whose image does not show its mask teaches the wrong thing.
 
 Synthetic pairs: new masks by ``deform_masks`` from the arm's own labels (fused, or expert gold),
 images by a pix2pix generator trained on all training-pool slices with their best label (gold on
@@ -62,6 +68,7 @@ from annotations.metrics import dice  # noqa: E402
 from synthesis.engine import (  # noqa: E402
     Pix2PixConfig,
     Pix2PixTrainer,
+    Segmenter,
     SegmenterConfig,
     deform_masks,
     loss_curve_png,
@@ -74,7 +81,10 @@ from synthesis.engine import (  # noqa: E402
 )
 
 CLASSES = ("white_matter", "grey_matter")
-ARMS = ("expert_only", "fused", "fused_synthetic", "expert_synthetic")
+ARMS = ("expert_only", "fused", "fused_synthetic", "expert_synthetic", "fused_diverse", "fused_filtered")
+DIVERSE = {"elastic": 0.05, "rotate_deg": 15.0, "scale": 0.12, "mix_share": 0.6}  # deform_masks, harder
+SAMPLES_PER_MASK = 3  # generator noise seeds per diverse mask
+KEEP_SHARE = 1 / SAMPLES_PER_MASK  # of the diverse pairs, the share fused_filtered keeps
 EXPERTS = (5, 10, 20)
 CLAIM = 0.123  # the published relative Dice gain of fused crowd labels + pix2pix
 MIX, VOTES = "mostly_careful", 5
@@ -123,7 +133,7 @@ def fused_labels(votes: list[list[_crowd.SimImage]], gold: set[int]) -> np.ndarr
                 FusionImage(
                     s.key,
                     s.truth.shape,
-                    [Vote(v.annotator, v.mask, anchored=v.anchored) for v in s.votes],
+                    [Vote(v.annotator, v.mask, anchored=v.anchored, edited=v.edited) for v in s.votes],
                     gold=s.truth if i in gold else None,
                 )
                 for i, s in enumerate(sims)
@@ -136,9 +146,13 @@ def fused_labels(votes: list[list[_crowd.SimImage]], gold: set[int]) -> np.ndarr
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--quick", action="store_true", help="32 px, 6 GAN epochs, 120 segmenter steps (lr 1e-2), one seed"
+        "--quick", action="store_true", help="32 px, 6 GAN epochs, 120 segmenter steps (lr 1e-2), one seed, 5 experts"
+    )
+    parser.add_argument(
+        "--experts", type=int, nargs="+", choices=EXPERTS, help="expert counts to run (default: all; 5 with --quick)"
     )
     args = parser.parse_args()
+    args.experts = args.experts or ([EXPERTS[0]] if args.quick else list(EXPERTS))
     torch.set_num_threads(2)
     seed_everything(0)
     scale = QUICK if args.quick else FULL
@@ -155,11 +169,11 @@ def main() -> None:
         f"segmenter {scale.segmenter.steps} steps; GAN {scale.gan_epochs} epochs"
     )
 
-    rows, gains, label_dice, gan_epoch_s, realism_by = [], {}, {}, [], {}
+    rows, gains, label_dice, gan_epoch_s, realism_by, filter_stats = [], {}, {}, [], {}, {}
     realism: dict = {}
     header = f"{'experts':>7}  {'arm':<17}{'train':>6}{'Dice':>15}{'surface Dice':>17}{'vs expert_only':>16}"
     tables = []
-    for n in EXPERTS:
+    for n in args.experts:
         expert = np.round(np.linspace(0, len(pool) - 1, n)).astype(int)  # positions in the pool
         crowd = np.setdiff1d(np.arange(len(pool)), expert)
         _, fused = to_square(None, fused_labels(votes, set(expert.tolist())), scale.size)
@@ -178,6 +192,23 @@ def main() -> None:
         synth_f_masks = deform_masks(fused[crowd], len(pool), rng)
         synth_e_masks = deform_masks(gold[expert], len(pool), rng)
         synth_f, synth_e = gan.generate(synth_f_masks, seed=1), gan.generate(synth_e_masks, seed=2)
+        recombined = deform_masks(fused[crowd], len(pool), rng, **DIVERSE)
+        diverse = np.concatenate([gan.generate(recombined, seed=10 + k) for k in range(SAMPLES_PER_MASK)])
+        diverse_masks = np.concatenate([recombined] * SAMPLES_PER_MASK)
+        judge = Segmenter(len(CLASSES), scale.segmenter, seed=100)
+        judge.fit(images[pool][crowd], fused[crowd])
+        predicted = judge.predict(diverse)
+        agreement = np.array(
+            [
+                np.mean([dice(p[c], m[c]) for c in range(len(CLASSES))])
+                for p, m in zip(predicted, diverse_masks, strict=True)
+            ]
+        )
+        kept = np.argsort(-agreement, kind="stable")[: round(KEEP_SHARE * len(diverse))]
+        filter_stats[str(n)] = {
+            "agreement_kept_mean": float(agreement[kept].mean()),
+            "agreement_all_mean": float(agreement.mean()),
+        }
         arms = {
             "expert_only": (images[pool][expert], gold[expert]),
             "fused": (images[pool][crowd], fused[crowd]),
@@ -188,6 +219,14 @@ def main() -> None:
             "expert_synthetic": (
                 np.concatenate([images[pool][expert], synth_e]),
                 np.concatenate([gold[expert], synth_e_masks]),
+            ),
+            "fused_diverse": (
+                np.concatenate([images[pool][crowd], diverse]),
+                np.concatenate([fused[crowd], diverse_masks]),
+            ),
+            "fused_filtered": (
+                np.concatenate([images[pool][crowd], diverse[kept]]),
+                np.concatenate([fused[crowd], diverse_masks[kept]]),
             ),
         }
         t0 = time.perf_counter()
@@ -202,7 +241,7 @@ def main() -> None:
         validation_s = time.perf_counter() - t0
         # The held-out slices are the yardstick here, never a training input.
         realism_by[str(n)] = realism_report(images[pool], synth_f, reference=images[test], seed=n)
-        if n == EXPERTS[-1]:
+        if n == args.experts[-1]:
             realism = realism_by[str(n)]
             (OUT / "loss_curve.png").write_bytes(loss_curve_png(history))
             shown = crowd[np.round(np.linspace(0, len(crowd) - 1, 8)).astype(int)]  # inferior to superior
@@ -262,6 +301,21 @@ def main() -> None:
         + ", ".join(f"{k} experts {100 * v['fused_synthetic']:+.1f} %" for k, v in gains.items())
         + f" (claimed: {100 * CLAIM:+.1f} %)"
     )
+    over_fused = {
+        k: {a: 100 * (v[a] - v["fused"]) for a in ("fused_synthetic", "fused_diverse", "fused_filtered")}
+        for k, v in gains.items()
+    }
+    print(
+        "synthesis over fused alone (points of gain over expert_only): "
+        + "; ".join(f"{k} experts " + ", ".join(f"{a} {d:+.1f}" for a, d in v.items()) for k, v in over_fused.items())
+    )
+    print(
+        "segmenter agreement of the kept synthetic pairs (fused_filtered) vs all: "
+        + ", ".join(
+            f"{k} experts {v['agreement_kept_mean']:.3f} vs {v['agreement_all_mean']:.3f}"
+            for k, v in filter_stats.items()
+        )
+    )
     print(f"figures in {OUT.relative_to(ROOT)}/ ({time.perf_counter() - started:.0f} s)")
     print(
         json.dumps(
@@ -275,6 +329,7 @@ def main() -> None:
                 "realism": realism,
                 "realism_overall_by_experts": {k: v["overall"] for k, v in realism_by.items()},
                 "fused_label_dice": label_dice,
+                "synthetic_filter": filter_stats,
                 "scale": {
                     "size": scale.size,
                     "gan_epochs": scale.gan_epochs,
