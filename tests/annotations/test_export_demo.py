@@ -47,7 +47,7 @@ def played_demo(settings, tmp_path):
 
 
 def test_a_researcher_exports_the_white_matter_campaign_from_the_admin(
-    played_demo, tmp_path, monkeypatch, django_capture_on_commit_callbacks
+    played_demo, tmp_path, monkeypatch, django_capture_on_commit_callbacks, celery_in_process
 ):
     from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO

@@ -88,7 +88,7 @@ def zip_texts(content: bytes) -> dict[str, bytes]:
 
 
 def test_the_admin_flow_exports_and_only_the_requester_downloads(
-    brain, researchers, django_capture_on_commit_callbacks
+    brain, researchers, django_capture_on_commit_callbacks, celery_in_process
 ):
     from pycocotools.coco import COCO
 
@@ -168,7 +168,9 @@ def test_the_admin_form_refuses_bad_input_and_creates_nothing(brain, researchers
     assert not ExportJob.objects.exists()
 
 
-def test_the_api_starts_follows_and_downloads_an_export(brain, researchers, django_capture_on_commit_callbacks):
+def test_the_api_starts_follows_and_downloads_an_export(
+    brain, researchers, django_capture_on_commit_callbacks, celery_in_process
+):
     dataset, _ = brain
     alice, dave, _ = researchers
     with django_capture_on_commit_callbacks(execute=True):
