@@ -30,7 +30,7 @@ class MasksWriter:
 
     def _put(self, path: str, case: ExportCase, array: np.ndarray) -> None:
         if case.source_format == "nifti":
-            data = nifti_gz(array.astype(np.uint8) if array.dtype == bool else array, case.spacing)
+            data = nifti_gz(array, case.spacing)
             self.sink.write(f"{self.prefix}{path}/{case.case_id}.nii.gz", data)
         else:
             self.sink.write(f"{self.prefix}{path}/{case.case_id}.png", png(array))
