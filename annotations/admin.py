@@ -264,14 +264,18 @@ class DatasetAdmin(ResearcherScopedAdmin):
             else:
                 messages.success(request, f"Export {job.pk} started; this page shows its progress.")
                 return redirect("admin:annotations_exportjob_change", job.pk)
+        return self._form_page(request, dataset, form, f"Export {dataset}", "export.html")
+
+    def _form_page(self, request, dataset, form, title: str, template: str):
+        """A page of the dataset with one form (import, export)."""
         context = {
             **self.admin_site.each_context(request),
             "form": form,
             "dataset": dataset,
             "opts": self.model._meta,
-            "title": f"Export {dataset}",
+            "title": title,
         }
-        return render(request, "admin/annotations/dataset/export.html", context)
+        return render(request, f"admin/annotations/dataset/{template}", context)
 
     def import_view(self, request, pk):
         dataset = get_object_or_404(self.get_queryset(request), pk=pk)
@@ -295,14 +299,7 @@ class DatasetAdmin(ResearcherScopedAdmin):
                     request, f"{len(result.created)} images imported, {result.skipped} were already there."
                 )
                 return redirect("admin:annotations_dataset_change", pk)
-        context = {
-            **self.admin_site.each_context(request),
-            "form": form,
-            "dataset": dataset,
-            "opts": self.model._meta,
-            "title": f"Import images into {dataset}",
-        }
-        return render(request, "admin/annotations/dataset/import.html", context)
+        return self._form_page(request, dataset, form, f"Import images into {dataset}", "import.html")
 
 
 @admin.register(Image)
