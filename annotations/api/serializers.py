@@ -174,7 +174,10 @@ class ExportStartSerializer(StrictJSON, serializers.Serializer):
     )
 
     def export_arguments(self) -> dict:
+        """The service's keyword arguments; an empty list of classes or review states means all,
+        as leaving it out does."""
         data = dict(self.validated_data)
-        data["label_class_ids"] = data.pop("label_classes")
+        data["label_class_ids"] = data.pop("label_classes") or None
         data["campaign_id"] = data.pop("campaign")
+        data["review"] = data["review"] or None
         return data
