@@ -320,3 +320,33 @@ def test_the_command_exports_and_refuses_clearly(brain, tmp_path):
         call_command("export_dataset", "--dataset", "nope", "--format", "coco", verbosity=0)
     with pytest.raises(CommandError, match="no label class 'liver'"):
         call_command("export_dataset", "--dataset", "brain", "--format", "coco", "--label-class", "liver", verbosity=0)
+
+
+def test_synthetic_pairs_and_golds_come_out_flagged_and_in_their_own_folders(brain, researchers):
+    from tests.factories import JobFactory, SyntheticSampleFactory
+
+    dataset, _ = brain
+    white = dataset.label_classes.get(name="white matter")
+    generator = JobFactory(dataset=dataset, kind="pix2pix", status="done")
+    square = np.zeros((32, 32), bool)
+    square[8:20, 8:20] = True
+    SyntheticSampleFactory(job=generator, masks={str(white.pk): rle.encode(square)}, seed=3)
+    job = services.export_start(
+        dataset=dataset,
+        requested_by=researchers[0],
+        formats=["masks"],
+        contents=["images", "fused", "gold", "synthetic"],
+        label_class_ids=[white.pk],
+        enqueue=False,
+    )
+    job = services.export_run(job_id=job.pk)
+    assert job.status == ExportJob.Status.DONE, job.error
+    files = zip_texts((services.exports_dir() / job.file_name).read_bytes())
+    assert "synthetic/images/synthetic_00001.png" in files
+    assert "synthetic/masks/white_matter/synthetic_00001.png" in files
+    assert json.loads(files["synthetic/synthetic.json"])[0]["synthetic"] is True
+    assert len([n for n in files if n.startswith("masks/gold/white_matter/")]) == 2
+    card = json.loads(files["datacard.json"])
+    assert card["datasheet"]["composition"]["synthetic"] == {"count": 1, "exported": True}
+    assert card["croissant_rai"]["rai:hasSyntheticData"] is True
+    assert card["datasheet"]["composition"]["gold_standards"] == 2
