@@ -77,6 +77,7 @@ RESEARCHER_PERMISSIONS = {
     "annotations.goldstandard": ["view", "add", "change"],
     "annotations.fusedlabel": ["view", "change"],
     "annotations.annotatorreliability": ["view"],
+    "annotations.exportjob": ["view", "change"],
     "gamification.campaign": ["view", "add", "change"],
     "gamification.submission": ["view"],
     "gamification.playerflag": ["view"],

@@ -1,17 +1,16 @@
-import csv
-
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from accounts.models import Role, User
+from crowdseg.errors import DomainError
 from inference.engine import rle
 
-from . import consensus, figures, selectors, services
+from . import consensus, exports, figures, selectors, services
 from .fusion import entropy_bits
 from .io import ImageReadError, ReadOptions
 from .io.preprocess import CT_WINDOWS
@@ -19,6 +18,7 @@ from .models import (
     Annotation,
     AnnotatorReliability,
     Dataset,
+    ExportJob,
     FusedLabel,
     GoldStandard,
     Image,
@@ -118,6 +118,80 @@ class ResearcherScopedAdmin(admin.ModelAdmin):
         return researched(queryset, path, request.user)
 
 
+class ExportForm(forms.Form):
+    """What an export holds. The campaign (optional) chooses its label classes; the classes
+    field narrows further."""
+
+    formats = forms.MultipleChoiceField(
+        choices=[
+            ("nnunet", "nnU-Net v2 raw dataset"),
+            ("coco", "COCO instances (RLE)"),
+            ("masks", "Masks (PNG, NIfTI for NIfTI sources)"),
+            ("dicom-seg", "DICOM SEG (DICOM images only)"),
+        ],
+        widget=forms.CheckboxSelectMultiple,
+        initial=["nnunet"],
+    )
+    contents = forms.MultipleChoiceField(
+        choices=[
+            ("images", "Images"),
+            ("fused", "Fused labels"),
+            ("raters", "Each rater's mask (opaque rater ids)"),
+            ("probability", "Probability maps"),
+            ("uncertainty", "Uncertainty maps"),
+            ("gold", "Gold standards"),
+            ("synthetic", "Synthetic pairs (own folder, flagged)"),
+        ],
+        widget=forms.CheckboxSelectMultiple,
+        initial=["images", "fused"],
+    )
+    campaign = forms.TypedChoiceField(coerce=int, required=False, empty_value=None)
+    label_classes = forms.ModelMultipleChoiceField(
+        queryset=LabelClass.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None chosen: every class (of the campaign, if one is chosen)",
+    )
+    min_confidence = forms.FloatField(
+        required=False, min_value=0, max_value=1, help_text="Leave out fused labels less confident than this"
+    )
+    review = forms.MultipleChoiceField(
+        choices=[(v or "none", label) for v, label in FusedLabel.Review.choices],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Only fused labels in these review states (none chosen: all)",
+    )
+    nnunet_id = forms.IntegerField(min_value=1, max_value=999, initial=501, label="nnU-Net dataset id")
+    ignore_above_bits = forms.FloatField(
+        required=False,
+        min_value=0.01,
+        max_value=0.99,
+        help_text="nnU-Net: pixels whose fused uncertainty (bits) is above this get the 'ignore' label",
+    )
+
+    def __init__(self, *args, dataset: Dataset, **kwargs):
+        super().__init__(*args, **kwargs)
+        from django.apps import apps
+
+        campaigns = apps.get_model("gamification", "Campaign").objects.filter(dataset=dataset).order_by("name")
+        self.fields["campaign"].choices = [("", "All of the dataset"), *((c.pk, c.name) for c in campaigns)]
+        self.fields["label_classes"].queryset = dataset.label_classes.order_by("pk")
+
+    def export_arguments(self) -> dict:
+        data = self.cleaned_data
+        classes = data["label_classes"]
+        return {
+            "formats": data["formats"],
+            "contents": data["contents"],
+            "campaign_id": data["campaign"],
+            "label_class_ids": [c.pk for c in classes] if classes else None,
+            "min_confidence": data["min_confidence"],
+            "review": [("" if v == "none" else v) for v in data["review"]] or None,
+            "nnunet_id": data["nnunet_id"],
+            "ignore_above_bits": data["ignore_above_bits"],
+        }
+
+
 class LabelClassInline(admin.TabularInline):
     model = LabelClass
     extra = 0
@@ -132,6 +206,7 @@ class DatasetAdmin(ResearcherScopedAdmin):
     readonly_fields = ["created_at"]
 
     filter_horizontal = ["collaborators"]
+    actions = ["export"]
 
     def get_exclude(self, request, obj=None):
         return [] if request.user.is_superuser else ["owner"]
@@ -159,11 +234,48 @@ class DatasetAdmin(ResearcherScopedAdmin):
     def import_link(self, obj):
         return format_html('<a href="{}">Import images</a>', reverse("admin:annotations_dataset_import", args=[obj.pk]))
 
+    @admin.action(description="Export (nnU-Net, COCO, DICOM SEG, masks)")
+    def export(self, request, queryset):
+        if queryset.count() != 1:
+            messages.error(request, "Choose one dataset to export.")
+            return None
+        return redirect("admin:annotations_dataset_export", queryset.get().pk)
+
     def get_urls(self):
+        view = self.admin_site.admin_view
         extra = [
-            path("<int:pk>/import/", self.admin_site.admin_view(self.import_view), name="annotations_dataset_import")
+            path("<int:pk>/import/", view(self.import_view), name="annotations_dataset_import"),
+            path("<int:pk>/export/", view(self.export_view), name="annotations_dataset_export"),
         ]
         return extra + super().get_urls()
+
+    def export_view(self, request, pk):
+        """The export form; ``?campaign=<id>`` preselects a campaign (its classes)."""
+        dataset = get_object_or_404(self.get_queryset(request), pk=pk)
+        if not self.has_view_permission(request, dataset):
+            return redirect("admin:index")
+        initial = {"campaign": request.GET.get("campaign")}
+        form = ExportForm(request.POST or None, dataset=dataset, initial=initial)
+        if request.method == "POST" and form.is_valid():
+            try:
+                job = services.export_start(dataset=dataset, requested_by=request.user, **form.export_arguments())
+            except DomainError as exc:
+                messages.error(request, f"Nothing was exported. {exc.message}")
+            else:
+                messages.success(request, f"Export {job.pk} started; this page shows its progress.")
+                return redirect("admin:annotations_exportjob_change", job.pk)
+        return self._form_page(request, dataset, form, f"Export {dataset}", "export.html")
+
+    def _form_page(self, request, dataset, form, title: str, template: str):
+        """A page of the dataset with one form (import, export)."""
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "dataset": dataset,
+            "opts": self.model._meta,
+            "title": title,
+        }
+        return render(request, f"admin/annotations/dataset/{template}", context)
 
     def import_view(self, request, pk):
         dataset = get_object_or_404(self.get_queryset(request), pk=pk)
@@ -187,14 +299,7 @@ class DatasetAdmin(ResearcherScopedAdmin):
                     request, f"{len(result.created)} images imported, {result.skipped} were already there."
                 )
                 return redirect("admin:annotations_dataset_change", pk)
-        context = {
-            **self.admin_site.each_context(request),
-            "form": form,
-            "dataset": dataset,
-            "opts": self.model._meta,
-            "title": f"Import images into {dataset}",
-        }
-        return render(request, "admin/annotations/dataset/import.html", context)
+        return self._form_page(request, dataset, form, f"Import images into {dataset}", "import.html")
 
 
 @admin.register(Image)
@@ -405,9 +510,13 @@ class AnnotatorReliabilityAdmin(ResearcherScopedAdmin):
     def specificity_shown(self, obj):
         return f"{obj.specificity:.2f} ± {obj.specificity_sd:.2f}"
 
-    @admin.action(description="Download as CSV")
+    @admin.action(description="Download as CSV (raters by opaque id)")
     def download_csv(self, request, queryset):
-        return reliability_csv(queryset.select_related("annotator", "label_class__dataset"))
+        response = HttpResponse(
+            exports.reliability_csv(services.reliability_rows(queryset)), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = 'attachment; filename="reliability.csv"'
+        return response
 
     def changelist_view(self, request, extra_context=None):
         classes = LabelClass.objects.filter(reliabilities__in=self.get_queryset(request)).distinct()
@@ -447,26 +556,84 @@ class AnnotatorReliabilityAdmin(ResearcherScopedAdmin):
         return HttpResponse(png, content_type="image/png")
 
 
-def reliability_csv(rows) -> HttpResponse:
-    response = HttpResponse(content_type="text/csv")
-    response["Content-Disposition"] = 'attachment; filename="reliability.csv"'
-    writer = csv.writer(response)
-    fields = ["sensitivity", "sensitivity_sd", "precision", "precision_sd", "specificity", "specificity_sd"]
-    writer.writerow(["dataset", "label_class", "annotator", "pseudonym", "weight", *fields, "images", "golds"])
-    for r in rows:
-        who = r.annotator.username if r.annotator else "AI model"
-        pseudonym = r.annotator.pseudonym if r.annotator else ""
-        values = [f"{getattr(r, f):.4f}" for f in fields]
-        writer.writerow(
-            [
-                r.label_class.dataset.name,
-                r.label_class.name,
-                who,
-                pseudonym,
-                f"{r.weight:.4f}",
-                *values,
-                r.images,
-                r.golds,
-            ]
+@admin.action(description="Export (nnU-Net, COCO, DICOM SEG, masks)")
+def campaign_export(modeladmin, request, queryset):
+    """A campaign's export: the dataset's export form with the campaign (its classes) chosen.
+    Registered on the campaigns' admin by ``gamification.admin``."""
+    if queryset.count() != 1:
+        messages.error(request, "Choose one campaign to export.")
+        return None
+    campaign = queryset.get()
+    url = reverse("admin:annotations_dataset_export", args=[campaign.dataset_id])
+    return redirect(f"{url}?campaign={campaign.pk}")
+
+
+@admin.register(ExportJob)
+class ExportJobAdmin(ResearcherScopedAdmin):
+    """Exports of the datasets a researcher works on: progress (live), cancel, and the download,
+    which only the researcher who asked for the export may use, until it expires."""
+
+    list_display = ["id", "dataset", "formats_shown", "status", "progress_shown", "requested_by", "created_at", "link"]
+    list_filter = ["status", "dataset"]
+    fields = [
+        "dataset", "formats", "contents", "selection", "options", "status", "progress_live", "link", "error",
+        "summary", "file_size", "requested_by", "created_at", "started_at", "finished_at", "expires_at",
+    ]  # fmt: skip
+    readonly_fields = fields
+    actions = ["cancel"]
+    change_form_template = "admin/annotations/exportjob/change_form.html"
+
+    def has_add_permission(self, request):
+        return False  # exports start from a dataset's "Export" action, `manage.py export_dataset` or the API
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj)
+
+    @admin.display(description="formats")
+    def formats_shown(self, obj):
+        return ", ".join(obj.formats)
+
+    @admin.display(description="progress")
+    def progress_shown(self, obj):
+        p = obj.progress or {}
+        return f"{p.get('done', 0)}/{p.get('total', 0)}" if p else ""
+
+    @admin.display(description="progress")
+    def progress_live(self, obj):
+        p = obj.progress or {}
+        return format_html(
+            '<div id="export-progress" data-export="{}">{} — {} of {} images</div>',
+            obj.pk,
+            p.get("stage", "waiting"),
+            p.get("done", 0),
+            p.get("total", 0),
         )
-    return response
+
+    @admin.display(description="download")
+    def link(self, obj):
+        if obj.status != ExportJob.Status.DONE:
+            return "-"
+        url = reverse("admin:annotations_exportjob_download", args=[obj.pk])
+        return format_html('<a href="{}">download</a> (for whoever asked for it, until {})', url, obj.expires_at)
+
+    @admin.action(description="Cancel")
+    def cancel(self, request, queryset):
+        for job in queryset:
+            services.export_cancel(job=job)
+        messages.success(request, "Cancellation requested.")
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        extra = [path("<int:pk>/download/", view(self.download_view), name="annotations_exportjob_download")]
+        return extra + super().get_urls()
+
+    def download_view(self, request, pk):
+        job = get_object_or_404(self.get_queryset(request), pk=pk)
+        try:
+            path = services.export_file_for_download(job=job, user=request.user)
+        except DomainError as exc:
+            if exc.status == 404:
+                raise Http404(exc.message) from None
+            return HttpResponse(exc.message, status=exc.status, content_type="text/plain; charset=utf-8")
+        name = f"{exports.slug(job.dataset.name)}-export-{job.pk}.zip"
+        return FileResponse(path.open("rb"), as_attachment=True, filename=name, content_type="application/zip")

@@ -44,6 +44,9 @@ class Dataset(models.Model):
 
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
+    licence = models.CharField(
+        max_length=200, blank=True, help_text="Under which terms the images and labels may be used (exports state it)"
+    )
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="datasets")
     collaborators = models.ManyToManyField(
         settings.AUTH_USER_MODEL,
@@ -243,3 +246,48 @@ class AnnotatorReliability(models.Model):
 
     def __str__(self) -> str:
         return f"{self.annotator or 'AI model'} on {self.label_class}: {self.weight:.2f}"
+
+
+class ExportJob(models.Model):
+    """A research export of a dataset (``annotations.exports``), run on a Celery worker.
+
+    ``formats``, ``contents`` and ``selection`` (label class ids, campaign, confidence and review
+    filters) say what is written; ``options`` the format options (nnU-Net id, ignore threshold).
+    The zip lies in ``DATA_DIR/private/exports`` as ``file_name`` until ``expires_at``; only
+    ``requested_by`` may download it (``annotations.services.export_file_for_download``).
+    ``progress`` is the latest {"stage", "done", "total"}.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        EXPIRED = "expired", "Expired (file removed)"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="exports")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="exports"
+    )
+    formats = models.JSONField(default=list)
+    contents = models.JSONField(default=list)
+    selection = models.JSONField(default=dict, blank=True)
+    options = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=9, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    progress = models.JSONField(default=dict, blank=True)
+    summary = models.JSONField(default=dict, blank=True, help_text="What each format wrote")
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    file_name = models.CharField(max_length=200, blank=True)
+    file_size = models.PositiveBigIntegerField(default=0, help_text="Bytes")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"export {self.pk} of {self.dataset} ({', '.join(self.formats)}, {self.status})"

@@ -4,12 +4,16 @@ else sees any of it: neither other researchers nor staff, whose role is to run t
 
 from __future__ import annotations
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 
 from accounts.models import User
 from crowdseg.errors import Forbidden, NotFound
 
-from .models import Dataset, Image, Task
+from .models import Annotation, Dataset, FusedLabel, GoldStandard, Image, Task
 
 
 def datasets_for_researcher(*, user: User) -> QuerySet[Dataset]:
@@ -83,3 +87,111 @@ def task_get_for_suggestions(*, user: User, task_id) -> Task:
     if task.played or datasets_for_researcher(user=user).filter(pk=task.label_class.dataset_id).exists():
         return task
     raise NotFound(f"task {task_id} not found")
+
+
+# -- exports -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportSelection:
+    """Which images and labels of a dataset an export holds.
+
+    ``label_classes``: the classes, in label order. A fused label is exported when its confidence
+    is at least ``min_confidence`` (None: any) and its review status is one of ``review`` (None:
+    any), e.g. ``review=("accepted", "corrected")`` for reviewed labels only.
+    An image is in the selection when one of its tasks of these classes has what the export
+    carries: a fused label that passes (``fused``), a gold standard (``gold``), annotations
+    (``raters``).
+    """
+
+    dataset_id: int
+    label_classes: tuple[int, ...]
+    min_confidence: float | None = None
+    review: tuple[str, ...] | None = None
+    fused: bool = True
+    gold: bool = False
+    raters: bool = False
+
+    def fused_filter(self, prefix: str = "") -> Q:
+        q = Q(**{f"{prefix}task__label_class_id__in": self.label_classes})
+        if self.min_confidence is not None:
+            q &= Q(**{f"{prefix}confidence__gte": self.min_confidence})
+        if self.review is not None:
+            q &= Q(**{f"{prefix}review__in": self.review})
+        return q
+
+
+def export_images(selection: ExportSelection) -> QuerySet[Image]:
+    """The selection's images, in a stable order (source, slice, frame)."""
+    tasks = Task.objects.filter(image=OuterRef("pk"), label_class_id__in=selection.label_classes)
+    wanted = Q(pk__in=[])
+    if selection.fused:
+        fused = FusedLabel.objects.filter(selection.fused_filter(), task__image=OuterRef("pk"))
+        wanted |= Q(Exists(fused))
+    if selection.gold:
+        wanted |= Q(Exists(tasks.filter(gold__isnull=False)))
+    if selection.raters:
+        wanted |= Q(Exists(tasks.filter(annotations__isnull=False)))
+    return (
+        Image.objects.filter(dataset_id=selection.dataset_id)
+        .filter(wanted)
+        .order_by("source_name", "source_sha256", "slice_index", "frame_key", "pk")
+    )
+
+
+@dataclass
+class ExportRecord:
+    """One selected image with its labels as stored (RLE, PNG bytes), per label class id."""
+
+    image: Image
+    fused: dict[int, FusedLabel]
+    golds: dict[int, GoldStandard]
+    annotations: dict[int, list[Annotation]]
+
+
+def export_records(selection: ExportSelection, *, chunk: int = 200) -> Iterator[ExportRecord]:
+    """The selection's images with their labels, ``chunk`` images (and four queries) at a time:
+    memory holds one chunk, however large the dataset."""
+    ids = export_images(selection).values_list("pk", flat=True)
+    batch: list = []
+    for image_id in ids.iterator(chunk_size=2000):
+        batch.append(image_id)
+        if len(batch) == chunk:
+            yield from _records(selection, batch)
+            batch = []
+    if batch:
+        yield from _records(selection, batch)
+
+
+def _records(selection: ExportSelection, image_ids: list) -> Iterator[ExportRecord]:
+    images = Image.objects.in_bulk(image_ids)
+    classes = selection.label_classes
+    fused: dict = defaultdict(dict)
+    golds: dict = defaultdict(dict)
+    annotations: dict = defaultdict(lambda: defaultdict(list))
+    if selection.fused:
+        rows = FusedLabel.objects.filter(selection.fused_filter(), task__image_id__in=image_ids)
+        for row in rows.annotate(image_id=F("task__image_id"), label_class_id=F("task__label_class_id")):
+            fused[row.image_id][row.label_class_id] = row
+    if selection.gold:
+        rows = GoldStandard.objects.filter(task__image_id__in=image_ids, task__label_class_id__in=classes)
+        for row in rows.annotate(image_id=F("task__image_id"), label_class_id=F("task__label_class_id")):
+            golds[row.image_id][row.label_class_id] = row
+    if selection.raters:
+        rows = Annotation.objects.filter(task__image_id__in=image_ids, task__label_class_id__in=classes)
+        rows = rows.annotate(image_id=F("task__image_id"), label_class_id=F("task__label_class_id"))
+        for row in rows.order_by("created_at", "pk"):
+            annotations[row.image_id][row.label_class_id].append(row)
+    for image_id in image_ids:
+        yield ExportRecord(images[image_id], fused[image_id], golds[image_id], annotations[image_id])
+
+
+def export_rater_counts(selection: ExportSelection) -> list[int]:
+    """Distinct raters per selected task that has any annotation (for the data card)."""
+    return list(
+        Task.objects.filter(
+            image__in=export_images(selection), label_class_id__in=selection.label_classes, annotations__isnull=False
+        )
+        .annotate(raters=Count("annotations__annotator", distinct=True))
+        .values_list("raters", flat=True)
+    )

@@ -9,7 +9,8 @@ Types: the game's ``score.settled``, ``badge.earned``, ``leaderboard.changed``, 
 ``round.completed``, ``round.settled``, ``checks.reported`` (accuracy on gold checks over a block of
 rounds; the socket itself adds ``round.expiring`` a minute before a round's time is up; no event
 ever says whether a task was a gold check, nor is computed differently for one), and the researcher's
-``job.progress`` for synthesis and validation jobs.
+``job.progress`` for synthesis and validation jobs and ``export.progress`` for their exports (to the
+researcher who asked for the export only).
 """
 
 from __future__ import annotations

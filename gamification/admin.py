@@ -82,3 +82,9 @@ class PlayerStatsAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return request.user.is_superuser
+
+
+# A campaign's labels leave through the dataset's export (annotations.admin): one way to export.
+from annotations.admin import campaign_export  # noqa: E402
+
+CampaignAdmin.actions = [*CampaignAdmin.actions, campaign_export]

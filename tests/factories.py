@@ -278,6 +278,19 @@ class SyntheticSampleFactory(factory.django.DjangoModelFactory):
     source_tasks = factory.LazyFunction(list)
 
 
+class ExportJobFactory(factory.django.DjangoModelFactory):
+    """A queued export of the dataset's first class, asked for by its owner."""
+
+    class Meta:
+        model = "annotations.ExportJob"
+
+    dataset = factory.SubFactory(DatasetFactory)
+    requested_by = factory.SelfAttribute("dataset.owner")
+    formats = factory.LazyFunction(lambda: ["masks"])
+    contents = factory.LazyFunction(lambda: ["images", "fused"])
+    selection = factory.LazyAttribute(lambda o: {"label_classes": [o.dataset.label_classes.order_by("pk").first().pk]})
+
+
 class GroupFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = "auth.Group"
@@ -312,6 +325,7 @@ FACTORIES = {
         ImageEmbeddingFactory,
         JobFactory,
         SyntheticSampleFactory,
+        ExportJobFactory,
         GroupFactory,
         EmailAddressFactory,
     )

@@ -1,8 +1,9 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from annotations import exports
 from annotations.io.preprocess import CT_WINDOWS
-from annotations.models import Dataset, Image, LabelClass
+from annotations.models import Dataset, FusedLabel, Image, LabelClass
 from crowdseg.api import ExactlyOneOf, MaxJSONBytes, StrictJSON
 
 # Caps on what clients send (the body limit alone would let one field take 10 MB).
@@ -142,3 +143,41 @@ class GoldStandardSerializer(serializers.Serializer):
     area = serializers.IntegerField()
     source = serializers.CharField()
     updated_at = serializers.DateTimeField()
+
+
+class ExportStartSerializer(StrictJSON, serializers.Serializer):
+    """An export request; ``annotations.services.export_start`` checks the rest."""
+
+    formats = serializers.ListField(
+        child=serializers.ChoiceField(choices=exports.FORMATS), min_length=1, max_length=len(exports.FORMATS)
+    )
+    contents = serializers.ListField(
+        child=serializers.ChoiceField(choices=exports.CONTENTS),
+        max_length=len(exports.CONTENTS),
+        default=["images", "fused"],
+    )
+    label_classes = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, allow_null=True, default=None, max_length=1000
+    )
+    campaign = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
+    min_confidence = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True, default=None)
+    review = serializers.ListField(
+        child=serializers.ChoiceField(choices=FusedLabel.Review.values),
+        required=False,
+        allow_null=True,
+        default=None,
+        max_length=len(FusedLabel.Review.values),
+    )
+    nnunet_id = serializers.IntegerField(min_value=1, max_value=999, default=501)
+    ignore_above_bits = serializers.FloatField(
+        min_value=0.01, max_value=0.99, required=False, allow_null=True, default=None
+    )
+
+    def export_arguments(self) -> dict:
+        """The service's keyword arguments; an empty list of classes or review states means all,
+        as leaving it out does."""
+        data = dict(self.validated_data)
+        data["label_class_ids"] = data.pop("label_classes") or None
+        data["campaign_id"] = data.pop("campaign")
+        data["review"] = data["review"] or None
+        return data

@@ -1,4 +1,6 @@
 from django.conf import settings
+from django.http import FileResponse
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -6,14 +8,16 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
-from annotations import selectors, services
+from annotations import exports, selectors, services
 from annotations.io import ReadOptions
+from annotations.models import ExportJob
 from crowdseg.errors import NotFound, TooLarge
 
 from .permissions import IsResearcher
 from .serializers import (
     DatasetCreateSerializer,
     DatasetSerializer,
+    ExportStartSerializer,
     GoldStandardSerializer,
     ImageImportResultSerializer,
     ImageImportSerializer,
@@ -127,3 +131,78 @@ class TaskGoldView(APIView):
         )
         gold = services.gold_standard_set(task=task, mask=mask, created_by=request.user)
         return Response(GoldStandardSerializer(gold).data)
+
+
+# -- exports -------------------------------------------------------------------------------------
+
+
+def export_data(job: ExportJob) -> dict:
+    done = job.status == ExportJob.Status.DONE
+    return {
+        "id": job.pk,
+        "dataset": job.dataset_id,
+        "formats": job.formats,
+        "contents": job.contents,
+        "selection": job.selection,
+        "options": job.options,
+        "status": job.status,
+        "progress": job.progress,
+        "summary": job.summary,
+        "error": job.error,
+        "file_size": job.file_size if done else None,
+        "download": reverse("export-download", args=[job.pk]) if done else None,
+        "expires_at": job.expires_at,
+        "created_at": job.created_at,
+        "finished_at": job.finished_at,
+    }
+
+
+def _export(user, export_id: int) -> ExportJob:
+    job = ExportJob.objects.filter(pk=export_id, dataset__in=selectors.datasets_for_researcher(user=user)).first()
+    if job is None:
+        raise NotFound(f"export {export_id} not found")
+    return job
+
+
+class DatasetExportsView(APIView):
+    """Start an export of your dataset (a background job); follow it at ``GET /api/v1/exports/{id}``
+    or as ``export.progress`` events on ``ws/v1/play``; download from its ``download`` link."""
+
+    permission_classes = [IsResearcher]
+
+    @extend_schema(request=ExportStartSerializer, responses={201: dict})
+    def post(self, request, dataset_id: int):
+        dataset = selectors.dataset_get_for_researcher(user=request.user, dataset_id=dataset_id)
+        params = ExportStartSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        job = services.export_start(dataset=dataset, requested_by=request.user, **params.export_arguments())
+        return Response(export_data(ExportJob.objects.get(pk=job.pk)), status=201)
+
+
+class ExportDetailView(APIView):
+    permission_classes = [IsResearcher]
+
+    @extend_schema(responses={200: dict})
+    def get(self, request, export_id: int):
+        return Response(export_data(_export(request.user, export_id)))
+
+
+class ExportCancelView(APIView):
+    permission_classes = [IsResearcher]
+
+    @extend_schema(request=None, responses={200: dict})
+    def post(self, request, export_id: int):
+        return Response(export_data(services.export_cancel(job=_export(request.user, export_id))))
+
+
+class ExportDownloadView(APIView):
+    """The zip, for the researcher who asked for the export, until it expires (410 afterwards)."""
+
+    permission_classes = [IsResearcher]
+
+    @extend_schema(responses={(200, "application/zip"): bytes})
+    def get(self, request, export_id: int):
+        job = _export(request.user, export_id)
+        path = services.export_file_for_download(job=job, user=request.user)
+        name = f"{exports.slug(job.dataset.name)}-export-{job.pk}.zip"
+        return FileResponse(path.open("rb"), as_attachment=True, filename=name, content_type="application/zip")

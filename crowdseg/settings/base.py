@@ -153,6 +153,8 @@ CELERY_BEAT_SCHEDULE = {
     "rounds-settle-expired": {"task": "gamification.tasks.rounds_settle_expired", "schedule": 60.0},
     # Synthesis and validation jobs whose worker died resume from their last checkpoint.
     "jobs-resume-stale": {"task": "synthesis.tasks.jobs_resume_stale", "schedule": 120.0},
+    # Export files whose download link expired are removed.
+    "exports-expire": {"task": "annotations.tasks.exports_expire", "schedule": 3600.0},
 }
 
 # The game's task choice (gamification.services.rank_by_need's signature); active sampling plugs in here.

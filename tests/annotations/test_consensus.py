@@ -9,7 +9,8 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from accounts.services import user_role_set
+from accounts.models import User
+from accounts.services import rater_id, user_role_set
 from annotations import consensus, figures
 from annotations.models import Annotation, AnnotatorReliability, FusedLabel, GoldStandard
 from inference.engine import rle
@@ -189,8 +190,10 @@ def test_reliability_report_plots_and_csv_for_the_owner_only(alice, charlie, cro
     ids = list(AnnotatorReliability.objects.values_list("pk", flat=True))
     csv = client.post("/admin/annotations/annotatorreliability/", {"action": "download_csv", "_selected_action": ids})
     lines = csv.content.decode().splitlines()
-    assert lines[0].startswith("dataset,label_class,annotator") and len(lines) == 1 + len(ids)
-    assert "empty-hands" in csv.content.decode()
+    assert lines[0].startswith("dataset,label_class,rater") and len(lines) == 1 + len(ids)
+    spammer = User.objects.get(pseudonym="empty-hands")
+    assert rater_id(spammer.pk) in csv.content.decode()  # people by opaque rater id ...
+    assert "empty-hands" not in csv.content.decode() and spammer.username not in csv.content.decode()  # ... only
 
     user_role_set(user=charlie, role="researcher")
     outsider = Client()

@@ -88,6 +88,10 @@ API = {
     ("job-detail", "GET"): HERS,
     ("job-cancel", "POST"): HERS,
     ("job-resume", "POST"): HERS,
+    ("dataset-exports", "POST"): HERS,
+    ("export-detail", "GET"): HERS,
+    ("export-cancel", "POST"): HERS,
+    ("export-download", "GET"): frozenset({"owner"}),  # Alice asked for it: her link alone
 }
 
 # -- everything else outside the admin and allauth's own routes: URL name -> who may ---------------
@@ -109,6 +113,7 @@ ADMIN_MODELS = {
     "annotations.goldstandard": VIEW_ADD,
     "annotations.fusedlabel": VIEW_ONLY,
     "annotations.annotatorreliability": VIEW_ONLY,
+    "annotations.exportjob": VIEW_ONLY,
     "gamification.campaign": VIEW_ADD,
     "gamification.playerflag": VIEW_ONLY,
     "gamification.submission": VIEW_ONLY,
@@ -132,6 +137,8 @@ ADMIN_PAGES = {
     "view_on_site": NONE,  # no model has a public page
     "auth_user_password_change": NONE,
     "annotations_dataset_import": HERS,
+    "annotations_dataset_export": HERS,
+    "annotations_exportjob_download": frozenset({"owner"}),  # only who asked for the export
     "annotations_fusedlabel_figure": HERS,
     "annotations_fusedlabel_annotation": HERS,
     "annotations_fusedlabel_use": HERS,
@@ -231,6 +238,13 @@ def world(settings, medsam_model_dir):  # noqa: F811
     objects["annotations.dataset"] = dataset
     objects["accounts.user"] = alice
     job = objects["synthesis.job"]
+    # Alice's finished export of the played class, with its file: the download must work for her.
+    export = annotation_services.export_start(
+        dataset=dataset, requested_by=alice, formats=["masks"], label_class_ids=[label_class.pk], enqueue=False
+    )
+    export = annotation_services.export_run(job_id=export.pk)
+    assert export.status == "done", export.error
+    objects["annotations.exportjob"] = export
     manifest = inference_services.model_manifest()
     ids = {
         "dataset_id": dataset.pk,
@@ -238,6 +252,7 @@ def world(settings, medsam_model_dir):  # noqa: F811
         "campaign_id": invite.pk,
         "round_id": game_round.pk,
         "job_id": job.pk,
+        "export_id": export.pk,
         "sha256": manifest.decoder.sha256,
         "label_class_pk": label_class.pk,
         "kind": "mask",
@@ -266,6 +281,7 @@ def world(settings, medsam_model_dir):  # noqa: F811
             ]
         },
         ("dataset-jobs", "POST"): {"kind": "validation"},
+        ("dataset-exports", "POST"): {"formats": ["coco"], "label_classes": [label_class.pk]},
     }
     return World(users=users, ids=ids, secrets=secrets, objects=objects, bodies=bodies)
 
@@ -449,8 +465,10 @@ def _admin_url(world: World, pattern: URLPattern) -> str:
         ids["object_id"] = obj.pk
     elif pattern.name.startswith("annotations_fusedlabel_"):
         ids["pk"] = world.objects["annotations.fusedlabel"].pk
-    elif pattern.name == "annotations_dataset_import":
+    elif pattern.name in ("annotations_dataset_import", "annotations_dataset_export"):
         ids["pk"] = world.ids["dataset_id"]
+    elif pattern.name == "annotations_exportjob_download":
+        ids["pk"] = world.ids["export_id"]
     elif pattern.name == "synthesis_job_curve":
         ids["pk"] = world.ids["job_id"]
     elif pattern.name == "annotations_annotatorreliability_plot":

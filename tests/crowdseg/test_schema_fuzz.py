@@ -29,7 +29,7 @@ pytestmark = pytest.mark.django_db
 
 EXAMPLES = 10
 ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429"]  # schemathesis' default, less 5xx
-SEMANTIC_400 = r"/(submit|gold|suggest|campaigns|jobs|images|accounts/guest/upgrade)$"
+SEMANTIC_400 = r"/(submit|gold|suggest|campaigns|jobs|exports|images|accounts/guest/upgrade)$"
 
 
 @pytest.fixture
@@ -90,7 +90,8 @@ def api_schema(app, world, persona: str):
             "operations": [
                 # Valid by the schema yet refused for what no schema can say: a mask's runs must
                 # fill its image, a prompt's labels need points, label classes and job parameters
-                # must exist, files must be images, passwords must not be common (400); an
+                # must exist, files must be images, passwords must not be common, an export's
+                # selection must hold labelled images (400); an
                 # Idempotency-Key names one submission (422).
                 {
                     "include-path-regex": SEMANTIC_400,
