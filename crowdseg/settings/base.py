@@ -230,6 +230,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+# The web client (/play/): its modules, and onnxruntime-web's wasm build that scripts/bootstrap
+# copies out of client/node_modules.
+STATICFILES_DIRS = [("client", BASE_DIR / "client" / "src"), ("client/ort", BASE_DIR / "client" / "vendor" / "ort")]
 MEDIA_URL = "/media/"
 MEDIA_ROOT = DATA_DIR / "media"
 STORAGES = {
