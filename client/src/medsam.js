@@ -36,14 +36,14 @@ export function decodedTokens(imageSize, spec, grid, lowRes) {
   ];
 }
 
-/** Crop a (C, R, K) float32 token grid to its first rows x columns: (C, rows, columns). */
-export function cropTokens(data, [channels, rows, columns], keepRows, keepColumns) {
-  const out = new Float32Array(channels * keepRows * keepColumns);
-  for (let c = 0; c < channels; c++) {
-    for (let r = 0; r < keepRows; r++) {
-      const from = (c * rows + r) * columns;
-      out.set(data.subarray(from, from + keepColumns), (c * keepRows + r) * keepColumns);
-    }
+/** Crop the context's upscale_tokens, a (1, R, K, C) float32 token grid (channels last), to its
+ *  first keepRows x keepColumns tokens: (1, keepRows, keepColumns, C). */
+export function cropTokens(data, [, rows, columns, channels], keepRows, keepColumns) {
+  if (keepRows > rows || keepColumns > columns) throw new Error(`cannot crop a ${rows} x ${columns} grid to ${keepRows} x ${keepColumns}`);
+  const out = new Float32Array(keepRows * keepColumns * channels);
+  for (let r = 0; r < keepRows; r++) {
+    const from = r * columns * channels;
+    out.set(data.subarray(from, from + keepColumns * channels), r * keepColumns * channels);
   }
   return out;
 }

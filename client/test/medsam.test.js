@@ -24,9 +24,11 @@ test("decoded tokens cover the image and one more token only when the logits are
   assert.deepEqual(decodedTokens([233, 197], LITE, [64, 64], 128), [64, 55]);
 });
 
-test("cropping tokens keeps the top left of each channel", () => {
-  const grid = Float32Array.from({ length: 2 * 3 * 4 }, (_, i) => i);
-  assert.deepEqual([...cropTokens(grid, [2, 3, 4], 2, 2)], [0, 1, 4, 5, 12, 13, 16, 17]);
+test("cropping tokens keeps the top left tokens with all their channels", () => {
+  // (1, 3 rows, 4 columns, 2 channels)
+  const grid = Float32Array.from({ length: 3 * 4 * 2 }, (_, i) => i);
+  assert.deepEqual([...cropTokens(grid, [1, 3, 4, 2], 2, 2)], [0, 1, 2, 3, 8, 9, 10, 11]);
+  assert.throws(() => cropTokens(grid, [1, 3, 4, 2], 4, 2), /cannot crop/);
 });
 
 test("bilinear resize has torch's align_corners=False semantics", () => {
