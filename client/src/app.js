@@ -17,9 +17,10 @@ const LOUPE_ZOOM = 3;
 const BRUSH_CSS_PX = 8;
 
 // What tests and the benchmark read (window.crowdseg): never anything the server did not send.
-const debug = { timings: [], events: [], decoder: "starting", lastSuggestion: null, screen: null, pointerTypes: [] };
+const debug = { timings: [], decodeMs: [], events: [], decoder: "starting", lastSuggestion: null, screen: null, pointerTypes: [] };
 debug.view = () => play && { scale: play.view.scale, x: play.view.x, y: play.view.y, area: play.mask.reduce((n, v) => n + v, 0) };
 debug.outbox = () => outbox.store.all();
+debug.socketOpen = () => Boolean(socket && socket.readyState === 1);
 window.crowdseg = debug;
 
 const outbox = new Outbox({
@@ -155,6 +156,7 @@ function startWorker() {
       const waiter = workerWaiters.get(data.id);
       workerWaiters.delete(data.id);
       if (waiter) waiter(data);
+      debug.decodeMs.push(data.ms);
       onSuggestion({ task: data.task, box: data.box, mask: data.mask, source: "device", ms: data.ms });
     } else if (data.type === "error") {
       debug.decoder = "server"; // the server's suggest takes over

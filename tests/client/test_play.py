@@ -16,7 +16,9 @@ from tests.inference.test_suggest_api import png_of
 
 from .conftest import PHONE
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+# The whole round also runs in the real-stack suite (PostgreSQL, Redis's channel layer); the
+# others, marked slow, only in the embedded one.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 ROUND_SIZE = 3
 TIMEOUT_MS = 20_000  # the first on-device decode loads onnxruntime's wasm and both graphs
@@ -120,10 +122,10 @@ def test_a_new_player_plays_a_whole_round_with_touch_and_sees_their_points(phone
     touch = Touch(page)
     page.goto(f"{base}/play/")
     page.wait_for_selector("#guest")
-    page.screenshot(path=screenshots / "1-sign-in.png")
+    page.screenshot(path=screenshots / "1-sign-in.png", scale="css")
     page.click("#guest")
     page.wait_for_selector("[data-campaign]")
-    page.screenshot(path=screenshots / "2-campaigns.png")
+    page.screenshot(path=screenshots / "2-campaigns.png", scale="css")
     page.click("[data-campaign]")
     page.wait_for_selector("#board")
     page.wait_for_function("window.crowdseg.decoder === 'device'")
@@ -135,16 +137,16 @@ def test_a_new_player_plays_a_whole_round_with_touch_and_sees_their_points(phone
         # Correct it with the brush: a short stroke, with the loupe showing under way.
         page.click("[data-tool=brush]")
         b = board(page)
-        touch.drag(
-            (b["x"] + 20, b["y"] + 20),
-            (b["x"] + 60, b["y"] + 30),
-            hold=lambda: page.wait_for_selector("#loupe:not([hidden])"),
-        )
-        if position == 0:
-            page.screenshot(path=screenshots / "3-play.png")
+
+        def loupe_shown(position=position):
+            page.wait_for_selector("#loupe:not([hidden])")
+            if position == 0:
+                page.screenshot(path=screenshots / "3-play.png", scale="css")
+
+        touch.drag((b["x"] + 20, b["y"] + 20), (b["x"] + 60, b["y"] + 30), hold=loupe_shown)
         page.click("#submit")
     page.wait_for_selector("#total")
-    page.screenshot(path=screenshots / "4-results.png")
+    page.screenshot(path=screenshots / "4-results.png", scale="css")
 
     assert set(page.evaluate("window.crowdseg.pointerTypes")) == {"touch"}
     submissions = Submission.objects.filter(round_task__round__campaign=campaign)
@@ -156,6 +158,7 @@ def test_a_new_player_plays_a_whole_round_with_touch_and_sees_their_points(phone
     assert "Level" in page.inner_text("#level")
 
 
+@pytest.mark.slow
 def test_two_fingers_pan_and_zoom_and_never_draw(phone, screenshots):
     page, base = phone
     touch = Touch(page)
@@ -168,11 +171,12 @@ def test_two_fingers_pan_and_zoom_and_never_draw(phone, screenshots):
     after = page.evaluate("window.crowdseg.view()")
     assert after["scale"] == pytest.approx(before["scale"] * 3, rel=0.02)
     assert after["area"] == before["area"]  # nothing drawn
-    page.screenshot(path=screenshots / "5-zoomed.png")
+    page.screenshot(path=screenshots / "5-zoomed.png", scale="css")
     # The page itself neither scrolled nor zoomed.
     assert page.evaluate("[scrollX, scrollY, visualViewport.scale]") == [0, 0, 1]
 
 
+@pytest.mark.slow
 def test_the_mask_drawn_on_the_device_is_the_servers(phone, campaign):
     """Same box, same embedding (float16, exactly what the server decodes from): the device's mask
     is the server's (identical here; up to 0.1 % of the mask's pixels may flip elsewhere, where the
@@ -205,6 +209,7 @@ def test_the_mask_drawn_on_the_device_is_the_servers(phone, campaign):
         page.evaluate("localStorage.clear()")
 
 
+@pytest.mark.slow
 def test_submissions_made_offline_go_out_once_when_the_connection_returns(phone, campaign):
     page, base = phone
     start_round(page, base, "?decoder=server")
