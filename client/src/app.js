@@ -53,7 +53,9 @@ function show(name, ...content) {
 function toast(text) {
   const el = h("div", { class: "toast" }, text);
   document.getElementById("toasts").append(el);
-  setTimeout(() => el.remove(), 4000);
+  const shown = document.querySelectorAll(".toast");
+  if (shown.length >= 3) shown[0].remove();
+  setTimeout(() => el.remove(), 3500);
 }
 
 function failure(error) {
@@ -603,10 +605,11 @@ async function results(roundId, quiet = false) {
   }
   document.getElementById("who").textContent = `${game.pseudonym} · level ${game.level}`;
   const total = round.tasks.reduce((sum, t) => sum + (t.points || 0), 0);
+  const settled = round.tasks.every((t) => t.status === "settled");
   show(
     "results",
     h("h2", {}, round.settled ? "Round settled" : "Round done"),
-    h("p", { class: "total", id: "total" }, `${total} points`, h("small", {}, round.settled ? " settled" : " provisional")),
+    h("p", { class: "total", id: "total" }, `${total} points`, h("small", {}, settled ? " settled" : " provisional")),
     h(
       "ol",
       { class: "tasks" },
@@ -616,13 +619,14 @@ async function results(roundId, quiet = false) {
       "section",
       { class: "card stats" },
       h("div", {}, h("b", { id: "level" }, `Level ${game.level}`), ` · ${game.xp} XP (next at ${game.xp_for_next_level})`),
-      h("div", {}, `Streak ${game.streak} days · best ${game.best_streak}`),
+      h("div", {}, `Streak ${game.streak} day${game.streak === 1 ? "" : "s"} · best ${game.best_streak}`),
       h("div", { class: "badges" }, game.badges.map((b) => h("span", { class: b.earned_at ? "badge earned" : "badge", title: b.description }, b.name))),
     ),
     h(
       "section",
       { class: "card" },
       h("h3", {}, "Leaderboard"),
+      board.top.length ? "" : h("p", { class: "meta" }, "No settled points yet: the board fills as rounds settle."),
       h(
         "ol",
         { class: "board" },

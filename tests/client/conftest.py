@@ -37,7 +37,9 @@ def chromium_path() -> str | None:
     return path if Path(path).exists() or shutil.which(path) else None
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync API runs, its event loop is the thread's
+# running loop, and later tests' asyncio.run() (the socket tests) would refuse to start.
+@pytest.fixture(scope="module")
 def browser():
     path = chromium_path()
     if path is None:

@@ -146,6 +146,7 @@ def test_a_new_player_plays_a_whole_round_with_touch_and_sees_their_points(phone
         touch.drag((b["x"] + 20, b["y"] + 20), (b["x"] + 60, b["y"] + 30), hold=loupe_shown)
         page.click("#submit")
     page.wait_for_selector("#total")
+    page.wait_for_function("!document.querySelector('.toast')")  # notices fade; the screen stays
     page.screenshot(path=screenshots / "4-results.png", scale="css")
 
     assert set(page.evaluate("window.crowdseg.pointerTypes")) == {"touch"}
