@@ -37,9 +37,11 @@ def shell() -> tuple[str, list[str]]:
         urls.append(static(f"client/{name}"))
     for name in ORT_FILES:
         path = CLIENT_VENDOR / "ort" / name
-        digest.update(name.encode() + b"\0" + (str(path.stat().st_size).encode() if path.exists() else b"-"))
-        urls.append(static(f"client/ort/{name}"))
+        if path.exists():  # without npm there is no runtime to cache: suggestions come from the server
+            digest.update(name.encode() + b"\0" + str(path.stat().st_size).encode())
+            urls.append(static(f"client/ort/{name}"))
     digest.update((CLIENT_SOURCES / "sw.js").read_bytes())
+    digest.update((CLIENT_SOURCES.parent / "package-lock.json").read_bytes())  # a new onnxruntime-web
     return digest.hexdigest()[:16], urls
 
 
