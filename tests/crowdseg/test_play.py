@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from django.test import Client
 
 from crowdseg.play import ORT_FILES
+
+# A finished request closes unusable connections, which touches the database.
+pytestmark = pytest.mark.django_db
 
 
 def test_the_shell_loads_the_client_from_static_files():
@@ -28,7 +32,7 @@ def test_the_service_worker_is_served_from_play_and_names_every_shell_file():
     assert "sw.js" not in " ".join(shell)
 
 
-def test_every_shell_file_is_served(settings):
+def test_every_shell_file_is_served():
     body = Client().get("/play/sw.js").content.decode()
     for url in json.loads(body.split("const SHELL = ", 1)[1].split(";\n", 1)[0]):
         response = Client().get(url)
