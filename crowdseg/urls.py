@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import media
+from . import media, play
 from .api import api_not_found, json_error_view
 from .health import HealthView, liveness
 
@@ -27,6 +27,8 @@ urlpatterns = [
     path("_allauth/", include("allauth.headless.urls")),
     path("api/v1/", include(api_v1)),
     path("healthz", liveness, name="liveness"),
+    path("play/", play.play, name="play"),
+    path("play/sw.js", play.service_worker, name="play-service-worker"),
 ]
 
 if settings.CROWDSEG_SERVE_MEDIA:

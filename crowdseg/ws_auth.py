@@ -6,6 +6,11 @@ authentication class the API uses (allauth's public DRF integration), so a token
 socket exactly when it is good on the API. A handshake whose token is invalid or expired, or whose
 check fails, is refused (HTTP 403), never answered with an error page; without a token the cookie
 decides, and the consumer refuses anonymous users.
+
+Browsers cannot set headers on a WebSocket handshake, so a web app offers the token as a
+subprotocol instead: ``new WebSocket(url, ["crowdseg.v1", "crowdseg.token." + token])``. It is
+checked exactly like the header, then removed from the scope; the consumer answers with
+``crowdseg.v1`` (never the token). Not in the query string: URLs end up in access logs.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 _authentication = XSessionTokenAuthentication()
 
+PROTOCOL = "crowdseg.v1"  # the subprotocol a browser offers along with its token
+TOKEN_PROTOCOL_PREFIX = "crowdseg.token."
+
 
 @database_sync_to_async
 def user_for_session_token(token: str):
@@ -37,10 +45,18 @@ class SessionTokenMiddleware(BaseMiddleware):
     async def __call__(self, scope, receive, send):
         headers = dict(scope.get("headers") or [])
         token = headers.get(b"x-session-token")
+        offered = scope.get("subprotocols") or []
+        in_protocols = [p for p in offered if p.startswith(TOKEN_PROTOCOL_PREFIX)]
+        if in_protocols:
+            scope = {**scope, "subprotocols": [p for p in offered if not p.startswith(TOKEN_PROTOCOL_PREFIX)]}
+            if token is None and len(in_protocols) == 1:
+                token = in_protocols[0][len(TOKEN_PROTOCOL_PREFIX) :].encode("latin-1")
+            elif token is None:
+                token = b""  # two tokens: ambiguous, refused below
         if token is None:
             return await super().__call__(scope, receive, send)
         try:
-            user = await user_for_session_token(token.decode("latin-1"))
+            user = await user_for_session_token(token.decode("latin-1")) if token else None
         except Exception:
             # Whatever broke (the session store, the database), the client learns only "refused".
             logger.exception("WebSocket session token check failed")

@@ -24,6 +24,7 @@ from annotations import selectors
 from crowdseg import events
 from crowdseg.api import error_body
 from crowdseg.errors import DomainError
+from crowdseg.ws_auth import PROTOCOL
 from gamification.models import Round
 from inference import services
 from inference.api.serializers import PromptSerializer, suggestion_data
@@ -43,7 +44,8 @@ class PlayConsumer(AsyncJsonWebsocketConsumer):
         self._expiry_timers: dict[str, asyncio.TimerHandle] = {}
         self._group = events.player_group(user.pk)
         await self.channel_layer.group_add(self._group, self.channel_name)
-        await self.accept()
+        # A browser that sent its token as a subprotocol (crowdseg.ws_auth) must get one back.
+        await self.accept(subprotocol=PROTOCOL if PROTOCOL in self.scope.get("subprotocols", []) else None)
         for round_id, expires_at in await self._open_rounds(user):
             self._expiry_watch(round_id, expires_at)
 

@@ -91,10 +91,13 @@ def dataset(alice):
 
 
 def child_process_env() -> dict:
-    """The environment of a child process that must open the test database (PostgreSQL runs)."""
+    """The environment of a child process that must open the test database (PostgreSQL, or the
+    embedded run's SQLite file)."""
     from django.conf import settings
 
     db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return {**os.environ, "DATABASE_URL": f"sqlite:///{db['NAME']}"}
     return {**os.environ, "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"}
 
 

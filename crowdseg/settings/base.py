@@ -232,6 +232,11 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+# The web client (/play/): its modules, and onnxruntime-web's wasm build that scripts/bootstrap
+# copies out of client/node_modules (absent without npm: the client then decodes on the server).
+STATICFILES_DIRS = [("client", BASE_DIR / "client" / "src")]
+if (BASE_DIR / "client" / "vendor" / "ort").is_dir():
+    STATICFILES_DIRS.append(("client/ort", BASE_DIR / "client" / "vendor" / "ort"))
 MEDIA_URL = "/media/"
 MEDIA_ROOT = DATA_DIR / "media"
 STORAGES = {

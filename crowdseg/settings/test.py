@@ -15,6 +15,7 @@ DATA_DIR = Path(env("CROWDSEG_DATA_DIR") or tempfile.mkdtemp(prefix="crowdseg-te
 MEDIA_ROOT = DATA_DIR / "media"
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+WHITENOISE_USE_FINDERS = True  # the browser tests load the client without a collectstatic
 STORAGES = {
     **STORAGES,
     "private": {**STORAGES["private"], "OPTIONS": {"location": str(DATA_DIR / "private"), "base_url": None}},

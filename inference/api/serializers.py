@@ -47,6 +47,9 @@ class ModelSerializer(serializers.Serializer):
     input_size = serializers.IntegerField()
     preprocess = serializers.DictField()
     embedding_shape = serializers.ListField(child=serializers.IntegerField())
+    low_res_size = serializers.ListField(
+        child=serializers.IntegerField(), help_text="(h, w) of the decoder's low-res logits"
+    )
     context_url = serializers.CharField(help_text="Run once per image: embedding -> context")
     context_sha256 = serializers.CharField()
     context_bytes = serializers.IntegerField()

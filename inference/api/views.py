@@ -104,6 +104,7 @@ class ModelCurrentView(APIView):
                 "input_size": manifest.input_size,
                 "preprocess": {"input_size": manifest.preprocess.input_size, "mode": manifest.preprocess.mode},
                 "embedding_shape": list(manifest.embedding_shape),
+                "low_res_size": list(manifest.low_res_size),
                 "context_url": url(manifest.context),
                 "context_sha256": manifest.context.sha256,
                 "context_bytes": manifest.context.size,

@@ -97,6 +97,8 @@ API = {
 # -- everything else outside the admin and allauth's own routes: URL name -> who may ---------------
 PAGES = {
     "liveness": EVERYONE,
+    "play": EVERYONE,  # the web client's shell: no data until the app signs in
+    "play-service-worker": EVERYONE,
     "media": HERS,  # the display image of Alice's task (and players whose round holds it)
 }
 

@@ -288,6 +288,7 @@ def test_clients_can_fetch_the_decoder_to_run_it_themselves(alice, ready_task, m
     client = client_for(alice)
     info = client.get("/api/v1/models/current").json()
     assert info["model_version"] == model.version
+    assert info["low_res_size"] == list(model.low_res_size)  # which tokens a client may crop
     graphs = {}
     for name in ("context", "decoder"):
         r = client.get(info[f"{name}_url"])
