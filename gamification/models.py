@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -254,3 +256,80 @@ class PlayerFlag(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason} by {self.player}"
+
+
+# Join codes a child can type: no 0/O, 1/I/L, 5/S or 2/Z to mix up; compared case-insensitively.
+JOIN_CODE_ALPHABET = "ABCDEFGHJKMNPQRTUVWXY346789"
+JOIN_CODE_LENGTH = 6
+JOIN_CODE_DAYS = 14
+
+
+def join_code_generate() -> str:
+    """A fresh class join code: 6 characters of ``JOIN_CODE_ALPHABET`` (27**6, about 3.9e8 codes)."""
+    return "".join(secrets.choice(JOIN_CODE_ALPHABET) for _ in range(JOIN_CODE_LENGTH))
+
+
+def _join_code_expiry():
+    return timezone.now() + timedelta(days=JOIN_CODE_DAYS)
+
+
+class Classroom(models.Model):
+    """A teacher's class. Pupils join with ``join_code`` (until ``join_code_expires_at``; the
+    teacher can rotate it) or are added to the roster by the teacher. Everything a class holds about
+    its pupils is visible only to its teacher and, by pseudonym, to its pupils.
+
+    ``retention_days``: a pupil's personal data in this class is kept this many days after they
+    joined it; then the membership goes, and a pupil in no other class is erased
+    (``gamification.tasks.classrooms_enforce_retention``).
+    """
+
+    teacher = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="classrooms_taught")
+    name = models.CharField(max_length=120)
+    join_code = models.CharField(max_length=JOIN_CODE_LENGTH, unique=True, default=join_code_generate)
+    join_code_expires_at = models.DateTimeField(default=_join_code_expiry)
+    retention_days = models.PositiveIntegerField(
+        default=365, validators=[MinValueValidator(1), MaxValueValidator(3 * 365)], help_text="Days pupil data is kept"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["teacher", "created_at"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ClassMember(models.Model):
+    """A pupil in a class (a pupil may be in several). ``real_name`` is what the teacher calls
+    them, shown to the teacher only; everyone else sees the pupil's generated ``User.pseudonym``."""
+
+    classroom = models.ForeignKey(Classroom, on_delete=models.CASCADE, related_name="members")
+    pupil = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="class_memberships")
+    real_name = models.CharField(max_length=120, blank=True)
+    joined_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["classroom", "pupil"], name="class_member_unique")]
+        indexes = [models.Index(fields=["joined_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.pupil} in {self.classroom}"
+
+
+class Assignment(models.Model):
+    """A campaign set for a class: each pupil should submit ``target_tasks`` tasks by ``due_at``."""
+
+    classroom = models.ForeignKey(Classroom, on_delete=models.CASCADE, related_name="assignments")
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="assignments")
+    target_tasks = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(10_000)])
+    due_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["classroom", "campaign"], name="assignment_unique_campaign"),
+            models.CheckConstraint(condition=models.Q(target_tasks__gte=1), name="assignment_target_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign} for {self.classroom}"
