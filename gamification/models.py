@@ -333,3 +333,106 @@ class Assignment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign} for {self.classroom}"
+
+
+# -- live sessions -----------------------------------------------------------------------------
+
+
+class PracticeTask(models.Model):
+    """A task whose expert outline (its ``GoldStandard``) is teaching material: a class is shown it
+    over their fused mask after a live round. A practice task is never a hidden check
+    (``services.round_start`` hands it out as an ordinary task), so showing it gives no check away."""
+
+    task = models.OneToOneField(Task, on_delete=models.CASCADE, related_name="practice")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"practice task {self.task_id}"
+
+
+def _session_code() -> str:
+    return f"{secrets.randbelow(10**6):06d}"
+
+
+class LiveSession(models.Model):
+    """A lesson paced from the front of the room (``gamification.live_sessions``): pupils of
+    ``classroom`` join with ``code`` (6 digits, unique among sessions not ended), the teacher
+    starts each round for everyone at once, and the class's masks fuse into one label per round."""
+
+    class State(models.TextChoices):
+        LOBBY = "lobby", "Waiting for pupils"
+        ROUND = "round", "A round is running"
+        PAUSED = "paused", "A round is paused"
+        RESULTS = "results", "Showing a round's results"
+        ENDED = "ended", "Ended"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    classroom = models.ForeignKey("Classroom", on_delete=models.CASCADE, related_name="live_sessions")
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="live_sessions")
+    code = models.CharField(max_length=6, default=_session_code)
+    state = models.CharField(max_length=7, choices=State.choices, default=State.LOBBY)
+    round_seconds = models.PositiveSmallIntegerField(default=60, help_text="Time for each round, seconds")
+    capacity = models.PositiveSmallIntegerField(default=40, help_text="Pupils who may join")
+    paused_remaining_ms = models.PositiveIntegerField(null=True, blank=True, help_text="While paused")
+    created_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["code"], condition=~models.Q(state="ended"), name="live_session_open_code"),
+        ]
+
+    def __str__(self) -> str:
+        return f"live session {self.code} of {self.classroom}"
+
+
+class LiveParticipant(models.Model):
+    """A pupil who joined a live session; rejoining (a dropped phone) finds the same row."""
+
+    session = models.ForeignKey(LiveSession, on_delete=models.CASCADE, related_name="participants")
+    pupil = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="live_participations")
+    joined_at = models.DateTimeField(default=timezone.now)
+    kicked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["session", "pupil"], name="live_participant_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.pupil} in {self.session}"
+
+
+class LiveRound(models.Model):
+    """One image the whole class segments at once. ``result`` (once closed): the class's fused
+    label and each pupil's score against it (``live_sessions.live_round_close``)."""
+
+    session = models.ForeignKey(LiveSession, on_delete=models.CASCADE, related_name="rounds")
+    number = models.PositiveSmallIntegerField()
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="live_rounds")
+    started_at = models.DateTimeField()
+    ends_at = models.DateTimeField(help_text="Moves on resume after a pause")
+    closed_at = models.DateTimeField(null=True, blank=True)
+    skipped = models.BooleanField(default=False)
+    result = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["session", "number"], name="live_round_unique_number")]
+        ordering = ["number"]
+
+    def __str__(self) -> str:
+        return f"round {self.number} of {self.session}"
+
+
+class LiveAnswer(models.Model):
+    """A pupil's place in a live round: their own one-task game ``Round``, so an answer goes down
+    the ordinary submission path (durable, idempotent, fused with the crowd's)."""
+
+    live_round = models.ForeignKey(LiveRound, on_delete=models.CASCADE, related_name="answers")
+    participant = models.ForeignKey(LiveParticipant, on_delete=models.CASCADE, related_name="answers")
+    round = models.OneToOneField(Round, on_delete=models.CASCADE, related_name="live_answer")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["live_round", "participant"], name="live_answer_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.participant} in {self.live_round}"
