@@ -126,3 +126,73 @@ def user_ensure(
         user.save()
         user_role_set(user=user, role=role)
     return user, created
+
+
+# -- pupils ------------------------------------------------------------------------------------
+
+# Words a child can read, picture and type: a pupil's password is two of them and two digits,
+# printed on their login card with a picture of each (``gamification.login_cards``).
+PICTURE_WORDS = (
+    "apple", "bear", "bee", "bell", "boat", "book", "cake", "car", "cat", "cloud", "cow", "cup", "dog", "drum",
+    "duck", "egg", "fish", "flag", "frog", "hat", "heart", "horse", "house", "key", "kite", "leaf", "lion", "moon",
+    "mouse", "owl", "pig", "rain", "ring", "rocket", "shoe", "snail", "sock", "star", "sun", "tree",
+)  # fmt: skip
+
+
+def pupil_username_generate() -> str:
+    """A login name that says nothing about the child and is easy to type: ``otter4821``.
+
+    It is a credential, never shown to classmates (they see the pseudonym)."""
+    while True:
+        username = f"{secrets.choice(_NOUNS)}{secrets.randbelow(10000):04d}"
+        if not User.objects.filter(username__iexact=username).exists():
+            return username
+
+
+def pupil_password_generate() -> str:
+    """``moon-frog-37``: two picture words and two digits (40 * 40 * 100 = 160,000 passwords; sign-in
+    failures are rate-limited by allauth)."""
+    return f"{secrets.choice(PICTURE_WORDS)}-{secrets.choice(PICTURE_WORDS)}-{secrets.randbelow(100):02d}"
+
+
+def pupil_create(*, password: str | None = None) -> User:
+    """A pupil account: a generated username and pseudonym, no e-mail, no date of birth, no real
+    name (the teacher's name for the pupil lives in their class, ``ClassMember.real_name``).
+
+    With ``password=None`` the pupil has no password (joined by code, signed in by their session);
+    the teacher can give them one with ``pupil_password_reset``."""
+    user = User(username=pupil_username_generate(), role=Role.PUPIL, email="")
+    user.pseudonym = pseudonym_generate()
+    if password is None:
+        user.set_unusable_password()
+    else:
+        user.set_password(password)
+    user.save()
+    return user
+
+
+def pupil_password_reset(*, pupil: User) -> str:
+    """Give the pupil a new picture-word password and return it (it is stored only hashed, so the
+    teacher prints or notes it now). Signs the pupil out everywhere."""
+    if pupil.role != Role.PUPIL:
+        raise Forbidden("only pupils' passwords are reset by their teacher", code="not_a_pupil")
+    password = pupil_password_generate()
+    pupil.set_password(password)
+    pupil.save(update_fields=["password"])
+    return password
+
+
+@transaction.atomic
+def user_anonymise(*, user: User) -> User:
+    """Erase what identifies ``user`` from their account row and close it.
+
+    The row stays so that research labels keep their annotator, known from then on only by
+    ``rater_id(user.pk)`` (the username becomes ``erased-<rater id>``). Signs them out: an inactive
+    user's sessions no longer authenticate."""
+    user.username = f"erased-{rater_id(user.pk)}"
+    user.first_name = user.last_name = user.email = user.pseudonym = ""
+    user.is_active = False
+    user.set_unusable_password()
+    user.save()
+    user.emailaddress_set.all().delete()
+    return user

@@ -153,6 +153,8 @@ CELERY_BEAT_SCHEDULE = {
     "rounds-settle-expired": {"task": "gamification.tasks.rounds_settle_expired", "schedule": 60.0},
     # Synthesis and validation jobs whose worker died resume from their last checkpoint.
     "jobs-resume-stale": {"task": "synthesis.tasks.jobs_resume_stale", "schedule": 120.0},
+    # Pupils' data past their class's retention period is erased (ICO Age Appropriate Design Code).
+    "classrooms-enforce-retention": {"task": "gamification.tasks.classrooms_enforce_retention", "schedule": 3600.0},
 }
 
 # The game's task choice (gamification.services.rank_by_need's signature); active sampling plugs in here.
@@ -204,6 +206,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_THROTTLE_RATES": {
         "guest": "10/hour",
+        "class_join": env("CROWDSEG_CLASS_JOIN_RATE") or "120/hour",  # per address: a class joins from one
         "import": "60/hour",
         "suggest": env("CROWDSEG_SUGGEST_RATE") or "600/min",
         "rounds": env("CROWDSEG_ROUND_RATE") or "120/hour",

@@ -1,0 +1,143 @@
+"""Files a teacher downloads: login cards (PDF) and an assignment's progress (CSV, XLSX).
+
+Pure formatting: the callers decide who may have them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+import segno
+from fpdf import FPDF
+from openpyxl import Workbook
+
+from .classroom_selectors import PupilProgress
+
+
+@dataclass(frozen=True)
+class LoginCard:
+    real_name: str  # the teacher's name for the pupil, so the right child gets the right card
+    username: str
+    password: str  # "moon-frog-37"
+    class_name: str
+    join_url: str  # the class's join link (QR code on the card)
+
+
+CARD_W, CARD_H = 90, 55  # mm: 2 x 5 cards on A4
+MARGIN_X, MARGIN_Y = 12, 12
+
+
+def _latin1(text: str) -> str:
+    """fpdf2's core fonts are Latin-1: other characters print as '?', not as an error."""
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def login_cards_pdf(cards: list[LoginCard]) -> bytes:
+    """A4 pages of cut-out cards: the pupil's name (for handing out), username, password with its
+    picture words spaced for reading, and a QR code of the class's join link."""
+    pdf = FPDF(format="A4", unit="mm")
+    pdf.set_auto_page_break(False)
+    pdf.set_title("Login cards")
+    qr_images: dict[str, io.BytesIO] = {}
+    for i, card in enumerate(cards):
+        if i % 10 == 0:
+            pdf.add_page()
+        col, row = i % 2, (i % 10) // 2
+        x, y = MARGIN_X + col * (CARD_W + 6), MARGIN_Y + row * (CARD_H + 1)
+        pdf.set_draw_color(160)
+        pdf.set_dash_pattern(dash=1, gap=1)
+        pdf.rect(x, y, CARD_W, CARD_H)
+        pdf.set_dash_pattern()
+        pdf.set_font("Helvetica", "B", 12)
+        pdf.set_xy(x + 4, y + 4)
+        pdf.cell(CARD_W - 34, 6, _latin1(card.real_name)[:40])
+        pdf.set_font("Helvetica", "", 8)
+        pdf.set_xy(x + 4, y + 10)
+        pdf.cell(CARD_W - 34, 4, _latin1(card.class_name)[:50])
+        pdf.set_font("Helvetica", "", 9)
+        pdf.set_xy(x + 4, y + 18)
+        pdf.cell(24, 6, "Username")
+        pdf.set_font("Courier", "B", 14)
+        pdf.cell(CARD_W - 58, 6, card.username)
+        pdf.set_font("Helvetica", "", 9)
+        pdf.set_xy(x + 4, y + 28)
+        pdf.cell(24, 6, "Password")
+        pdf.set_font("Courier", "B", 14)
+        pdf.cell(CARD_W - 58, 6, card.password)
+        pdf.set_font("Helvetica", "", 10)
+        pdf.set_xy(x + 4, y + 36)
+        pdf.cell(CARD_W - 34, 6, "  ".join(word.upper() for word in card.password.split("-")))
+        pdf.set_font("Helvetica", "", 7)
+        pdf.set_xy(x + 4, y + CARD_H - 9)
+        pdf.cell(CARD_W - 8, 4, _latin1(f"Join: {card.join_url}")[:80])
+        if card.join_url not in qr_images:
+            buf = io.BytesIO()
+            segno.make(card.join_url, error="m").save(buf, kind="png", scale=4, border=1)
+            qr_images[card.join_url] = buf
+        qr_images[card.join_url].seek(0)
+        pdf.image(qr_images[card.join_url], x=x + CARD_W - 29, y=y + 4, w=25, h=25)
+    if not cards:
+        pdf.add_page()
+    return bytes(pdf.output())
+
+
+PROGRESS_HEADER = [
+    "pupil",
+    "pseudonym",
+    "tasks_submitted",
+    "target_tasks",
+    "percent",
+    "check_accuracy",
+    "time_spent_min",
+    "last_submitted_at",
+    "status",
+]
+
+
+def _progress_rows(rows: list[PupilProgress]) -> list[list]:
+    return [
+        [
+            row.real_name,
+            row.pseudonym,
+            row.tasks_submitted,
+            row.target_tasks,
+            row.percent,
+            None if row.check_accuracy is None else round(row.check_accuracy, 3),
+            round(row.time_spent_s / 60, 1),
+            row.last_submitted_at.isoformat() if row.last_submitted_at else None,
+            row.status,
+        ]
+        for row in rows
+    ]
+
+
+def _spreadsheet_safe(value):
+    """Names typed by a teacher could start with ``=``: keep spreadsheets from running them as
+    formulas (CSV injection)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def progress_csv(rows: list[PupilProgress]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(PROGRESS_HEADER)
+    for row in _progress_rows(rows):
+        writer.writerow(["" if v is None else _spreadsheet_safe(v) for v in row])
+    return out.getvalue().encode("utf-8")
+
+
+def progress_xlsx(rows: list[PupilProgress], *, title: str) -> bytes:
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.title = "progress"
+    sheet.append([_spreadsheet_safe(title)])
+    sheet.append(PROGRESS_HEADER)
+    for row in _progress_rows(rows):
+        sheet.append([_spreadsheet_safe(v) for v in row])
+    buf = io.BytesIO()
+    workbook.save(buf)
+    return buf.getvalue()
