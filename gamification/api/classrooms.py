@@ -17,7 +17,7 @@ from accounts.api.serializers import UserSerializer
 from accounts.models import Role
 from accounts.services import pupil_password_reset
 from crowdseg.api import MAX_ID, StrictJSON
-from crowdseg.errors import DomainError, Forbidden
+from crowdseg.errors import DomainError, Forbidden, NotFound
 from gamification import classroom_selectors as selectors
 from gamification import classroom_services as services
 from gamification.classroom_files import LoginCard, login_cards_pdf, progress_csv, progress_xlsx
@@ -344,6 +344,8 @@ class AssignmentExportView(APIView):
         assignment = selectors.assignment_get_for_teacher(
             teacher=_teacher(request), classroom_id=classroom_id, assignment_id=assignment_id
         )
+        if file_format not in ("csv", "xlsx"):
+            raise NotFound(f"no export as {file_format[:10]!r}: csv or xlsx")
         rows = selectors.assignment_progress(assignment=assignment)
         name = f"class-{classroom_id}-assignment-{assignment_id}-{timezone.now():%Y%m%d}"
         if file_format == "csv":

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from inference.engine import rle
@@ -51,6 +53,7 @@ RESEARCHERS = frozenset({"other_researcher", "collaborator", "owner"})
 HERS = frozenset({"collaborator", "owner"})  # who researches Alice's dataset
 ADMIN_USERS = RESEARCHERS | {"staff"}
 ANY = None  # no expectation: pages that are the same for everyone (login, translations)
+TEACHER = frozenset({"teacher"})  # Tom, whose class holds the pupil persona (Pia) and her classmate
 
 # -- the API: (URL name, method) -> who may --------------------------------------------------
 API = {
@@ -88,6 +91,28 @@ API = {
     ("job-detail", "GET"): HERS,
     ("job-cancel", "POST"): HERS,
     ("job-resume", "POST"): HERS,
+    # classrooms: Tom's class; another teacher's class is not found
+    ("class-list", "GET"): TEACHER,
+    ("class-list", "POST"): TEACHER,
+    ("class-join", "POST"): frozenset({"anonymous", "pupil"}),  # with the right code: pupil accounts only
+    ("class-detail", "GET"): TEACHER,
+    ("class-detail", "PATCH"): TEACHER,
+    ("class-detail", "DELETE"): TEACHER,
+    ("class-join-code", "POST"): TEACHER,
+    ("class-pupils", "GET"): TEACHER,
+    ("class-pupils", "POST"): TEACHER,
+    ("class-pupil", "PATCH"): TEACHER,
+    ("class-pupil", "DELETE"): TEACHER,
+    ("class-pupil-password", "POST"): TEACHER,
+    ("class-pupil-move", "POST"): TEACHER,
+    ("class-login-cards", "POST"): TEACHER,
+    ("class-assignments", "GET"): TEACHER,
+    ("class-assignments", "POST"): TEACHER,
+    ("class-assignment", "GET"): TEACHER,
+    ("class-assignment", "DELETE"): TEACHER,
+    ("class-assignment-export", "GET"): TEACHER,
+    ("my-classes", "GET"): SIGNED_IN,  # one's own classes (none but the pupil's)
+    ("my-data", "GET"): SIGNED_IN,
 }
 
 # -- everything else outside the admin and allauth's own routes: URL name -> who may ---------------
@@ -150,6 +175,7 @@ class World:
     secrets: list[str]
     objects: dict  # "app.model" -> Alice's object of that model, for the admin's pages
     bodies: dict = field(default_factory=dict)
+    class_secrets: list[str] = field(default_factory=list)  # what only Tom, the teacher, may see
 
 
 @pytest.fixture
@@ -249,6 +275,23 @@ def world(settings, medsam_model_dir):  # noqa: F811
         "object_id": 1,
     }
     secrets = [private.name, "zz-private-class", dataset.description, invite.name, invite.invite_code]
+    # Tom's class: Pia (the pupil persona) and her classmate, whom only Tom may see.
+    from gamification import classroom_services
+
+    classroom = classroom_services.classroom_create(teacher=users["teacher"], name="Year 9 Biology")
+    other_class = classroom_services.classroom_create(teacher=users["teacher"], name="Year 10 Biology")
+    classroom_services.classroom_join(classroom=classroom, pupil=users["pupil"])
+    ((classmate, _),) = classroom_services.roster_add(classroom=classroom, names=["zz-classmate-real-name"])
+    assignment = classroom_services.assignment_create(
+        classroom=classroom, campaign=public, target_tasks=5, due_at=timezone.now() + timedelta(days=7)
+    )
+    ids |= {
+        "classroom_id": classroom.pk,
+        "pupil_id": classmate.pupil_id,
+        "assignment_id": assignment.pk,
+        "file_format": "csv",
+    }
+    class_secrets = ["zz-classmate-real-name", classmate.pupil.username, classmate.pupil.pseudonym, classroom.join_code]
     submit = {"rle": rle.encode(gold), "time_spent_ms": 9000, "suggestion_use": "none"}
     bodies = {
         ("guest-create", "POST"): {"client": "app"},
@@ -266,8 +309,20 @@ def world(settings, medsam_model_dir):  # noqa: F811
             ]
         },
         ("dataset-jobs", "POST"): {"kind": "validation"},
+        ("class-list", "POST"): {"name": "a new class"},
+        ("class-join", "POST"): {"code": classroom.join_code},
+        ("class-detail", "PATCH"): {"name": "renamed"},
+        ("class-pupils", "POST"): {"names": ["a new pupil"]},
+        ("class-pupil", "PATCH"): {"real_name": "renamed"},
+        ("class-pupil-move", "POST"): {"to": other_class.pk},
+        ("class-login-cards", "POST"): {},
+        ("class-assignments", "POST"): {
+            "campaign": public.pk,  # assigned already: Tom gets past authorisation to a 409
+            "target_tasks": 3,
+            "due_at": (timezone.now() + timedelta(days=3)).isoformat(),
+        },
     }
-    return World(users=users, ids=ids, secrets=secrets, objects=objects, bodies=bodies)
+    return World(users=users, ids=ids, secrets=secrets, objects=objects, bodies=bodies, class_secrets=class_secrets)
 
 
 # -- walking the resolver ----------------------------------------------------------------------
@@ -383,11 +438,10 @@ def _api_call(world: World, persona: str, name: str, method: str, url: str):
 
 
 def _leaks(world: World, persona: str, response) -> list[str]:
-    if persona in HERS:
-        return []
+    secrets = ([] if persona in HERS else world.secrets) + ([] if persona in TEACHER else world.class_secrets)
     content = b"".join(response.streaming_content) if response.streaming else response.content
     text = content.decode("utf-8", "replace")
-    return [secret for secret in world.secrets if secret in text]
+    return [secret for secret in secrets if secret in text]
 
 
 def test_the_api_matrix(world):
