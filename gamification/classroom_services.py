@@ -52,7 +52,9 @@ JOIN_FAILURE_WINDOW_S = 15 * 60  # ... in this many seconds
 
 
 class JoinCodeInvalid(DomainError):
-    status = 400
+    """Not found: the same answer for a code that never existed, expired or was replaced."""
+
+    status = 404
     code = "join_code_invalid"
 
 

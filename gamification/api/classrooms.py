@@ -55,7 +55,7 @@ class ClassroomUpdateSerializer(StrictJSON, serializers.Serializer):
     retention_days = serializers.IntegerField(min_value=1, max_value=3 * 365, required=False)
 
 
-class JoinSerializer(StrictJSON, serializers.Serializer):
+class ClassJoinSerializer(StrictJSON, serializers.Serializer):
     code = serializers.CharField(max_length=32)
     client = serializers.ChoiceField(choices=["app", "browser"], default="browser")
 
@@ -372,9 +372,9 @@ class ClassJoinView(APIView):
     permission_classes = [permissions.AllowAny]
     throttle_classes = [JoinThrottle]
 
-    @extend_schema(request=JoinSerializer, responses={200: dict, 201: dict})
+    @extend_schema(request=ClassJoinSerializer, responses={200: dict, 201: dict})
     def post(self, request):
-        params = JoinSerializer(data=request.data)
+        params = ClassJoinSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         user = request.user if request.user.is_authenticated else None
         client = f"user:{user.pk}" if user else f"ip:{JoinThrottle().get_ident(request)}"

@@ -134,7 +134,7 @@ def test_wrong_expired_and_rotated_codes_get_the_same_answer(biology, tom):
     for code in ["QQQQQQ", expired.join_code, old, "not a code at all", ""]:
         response = APIClient().post("/api/v1/classes/join", {"code": code}, format="json")
         answers.append((response.status_code, response.json()["error"]["code"], response.json()["error"]["message"]))
-    assert answers[0] == (400, "join_code_invalid", answers[0][2])
+    assert answers[0] == (404, "join_code_invalid", answers[0][2])
     assert all(answer == answers[0] for answer in answers[:4]), answers
     assert answers[4][0] == 400  # blank: a validation error
     assert not User.objects.filter(role=Role.PUPIL).exists()
@@ -145,7 +145,7 @@ def test_wrong_expired_and_rotated_codes_get_the_same_answer(biology, tom):
 def test_wrong_codes_are_rate_limited_per_client(biology):
     client = APIClient()
     for _ in range(classroom_services.JOIN_FAILURES):
-        assert client.post("/api/v1/classes/join", {"code": "QQQQQQ"}, format="json").status_code == 400
+        assert client.post("/api/v1/classes/join", {"code": "QQQQQQ"}, format="json").status_code == 404
     response = client.post("/api/v1/classes/join", {"code": biology.join_code}, format="json")
     assert response.status_code == 429 and "Retry-After" in response
     assert not ClassMember.objects.exists()
