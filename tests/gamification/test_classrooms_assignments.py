@@ -213,3 +213,24 @@ def test_a_pupil_downloads_their_data(tom, biology, campaign):
     ]
     assert len(data["submissions"]) == 1 and data["submissions"][0]["campaign"] == campaign.name
     assert "gold" not in response.content.decode()  # which tasks were checks stays hidden
+
+
+def test_researchers_see_a_pupil_only_as_an_opaque_rater_id(tom, biology, campaign, alice):
+    from django.test import Client
+
+    from accounts.services import user_role_set
+
+    ((ada, _),) = roster(biology, "Ada Lovelace")
+    classroom_services.assignment_create(
+        classroom=biology, campaign=campaign, target_tasks=3, due_at=timezone.now() + timedelta(days=7)
+    )
+    play(ada.pupil, campaign)
+    user_role_set(user=alice, role="researcher")  # the admin's researcher access
+    client = Client()
+    client.force_login(alice)
+    for url in ("/admin/gamification/submission/", "/admin/annotations/annotation/"):
+        response = client.get(url)
+        assert response.status_code == 200
+        text = response.content.decode()
+        assert rater_id(ada.pupil.pk) in text
+        assert ada.pupil.username not in text and "Lovelace" not in text
