@@ -5,6 +5,8 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from gamification.pages import live_projector
+
 from . import media
 from .api import api_not_found, json_error_view
 from .health import HealthView, liveness
@@ -27,6 +29,7 @@ urlpatterns = [
     path("_allauth/", include("allauth.headless.urls")),
     path("api/v1/", include(api_v1)),
     path("healthz", liveness, name="liveness"),
+    path("live/<uuid:session_id>/projector", live_projector, name="live-projector"),
 ]
 
 if settings.CROWDSEG_SERVE_MEDIA:

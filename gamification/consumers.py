@@ -6,8 +6,8 @@ over HTTP (``{"type": "suggest", "id": "c1", "task": "<uuid>", "box": [x0, y0, x
 live events (``crowdseg.events``) to the same socket, and ``round.expiring`` a minute before
 one of the player's rounds runs out. Live sessions (``gamification.live_sessions``) come here too:
 a pupil sends ``live.join`` with the session's code, then ``live.submit`` for each round; the
-teacher's screen ``live.watch`` and ``live.control``; the socket then hears the session's
-``live.*`` events. Errors use the API's error body: ``{"type": "error", "id": ...,
+teacher's screen ``live.watch`` and ``live.control``, answered ``{"type": "live.state", "id": ...,
+"state": <the REST state>}``; the socket then hears the session's ``live.*`` events. Errors use the API's error body: ``{"type": "error", "id": ...,
 "error": {"status": 400, "code": ..., "message": ...}}``. The consumer only relays: every answer
 comes from the same service as the REST endpoint, and every event is also readable over REST.
 """
@@ -166,7 +166,7 @@ class PlayConsumer(AsyncJsonWebsocketConsumer):
         """A pupil joins (or rejoins) with the session's code: ``{"code": "123456"}``."""
         state = await self._live_join_state(content.get("code"))
         await self._live_follow(events.session_group(state["id"]))
-        return state
+        return {"state": state}
 
     @database_sync_to_async
     def _live_join_state(self, code) -> dict:
@@ -182,7 +182,7 @@ class PlayConsumer(AsyncJsonWebsocketConsumer):
         await self._live_follow(events.session_group(session_id))
         if "code" in state:  # the teacher's view: who joins and leaves too
             await self._live_follow(events.staff_group(session_id))
-        return state
+        return {"state": state}
 
     async def _live_control(self, content: dict) -> dict:
         """The teacher's buttons: ``{"session": id, "action": "start", "participant": 12}``."""
@@ -198,7 +198,7 @@ class PlayConsumer(AsyncJsonWebsocketConsumer):
             action=params.validated_data["action"],
             participant_id=params.validated_data.get("participant"),
         )
-        return live_api.teacher_state(session)
+        return {"state": live_api.teacher_state(session)}
 
     @database_sync_to_async
     def _live_submit(self, content: dict) -> dict:

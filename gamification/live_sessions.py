@@ -201,8 +201,8 @@ def round_event(live_round: LiveRound) -> dict:
         "image": {"url": image.display.url, "width": image.width, "height": image.height},
         "label_class": {"id": label_class.pk, "name": label_class.name, "color": label_class.color},
         "instructions": label_class.instructions,
-        "started_at": live_round.started_at,
-        "ends_at": live_round.ends_at,
+        "started_at": live_round.started_at.isoformat(),
+        "ends_at": live_round.ends_at.isoformat(),
     }
 
 
@@ -305,7 +305,7 @@ def _resume(session: LiveSession, now: datetime) -> None:
         events.publish_group(
             events.session_group(session.pk),
             "live.resumed",
-            {"session": str(session.pk), "round": current.number, "ends_at": current.ends_at},
+            {"session": str(session.pk), "round": current.number, "ends_at": current.ends_at.isoformat()},
         )
     transaction.on_commit(lambda: _close_later(current))
 

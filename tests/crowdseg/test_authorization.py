@@ -113,12 +113,21 @@ API = {
     ("class-assignment-export", "GET"): TEACHER,
     ("my-classes", "GET"): SIGNED_IN,  # one's own classes (none but the pupil's)
     ("my-data", "GET"): SIGNED_IN,
+    # live sessions: Tom's session for his class, which Pia joined; round 1 is running
+    ("live-session-list", "POST"): TEACHER,
+    ("live-session-join", "POST"): frozenset({"pupil"}),  # the session's code: only its class gets in
+    ("live-session-detail", "GET"): TEACHER | {"pupil"},
+    ("live-session-control", "POST"): TEACHER,
+    ("live-session-submit", "POST"): frozenset({"pupil"}),
+    ("live-session-overlay", "GET"): TEACHER,
+    ("live-session-report", "GET"): TEACHER,
 }
 
 # -- everything else outside the admin and allauth's own routes: URL name -> who may ---------------
 PAGES = {
     "liveness": EVERYONE,
     "media": HERS,  # the display image of Alice's task (and players whose round holds it)
+    "live-projector": TEACHER,  # signed out: 401 with a sign-in form
 }
 
 # -- the admin: per model, who may open each standard page of Alice's object -----------------
@@ -165,7 +174,13 @@ ADMIN_PAGES = {
 }
 
 # -- the game's WebSocket: message type -> who gets an answer about Alice's task -----------------
-WS_MESSAGES = {"suggest": HERS}
+WS_MESSAGES = {
+    "suggest": HERS,
+    "live.join": frozenset({"pupil"}),
+    "live.watch": TEACHER | {"pupil"},
+    "live.control": TEACHER,
+    "live.submit": frozenset({"pupil"}),
+}
 
 
 @dataclass
@@ -291,6 +306,14 @@ def world(settings, medsam_model_dir):  # noqa: F811
         "assignment_id": assignment.pk,
         "file_format": "csv",
     }
+    # Tom's live session: Pia and her classmate joined, round 1 runs.
+    from gamification import live_sessions
+
+    session = live_sessions.live_session_open(teacher=users["teacher"], classroom=classroom, campaign=public)
+    live_sessions.live_session_join(pupil=users["pupil"], code=session.code)
+    live_sessions.live_session_join(pupil=classmate.pupil, code=session.code)
+    live_sessions.live_session_control(session=session, action="start")
+    ids |= {"session_id": session.pk, "number": 1}
     class_secrets = ["zz-classmate-real-name", classmate.pupil.username, classmate.pupil.pseudonym, classroom.join_code]
     submit = {"rle": rle.encode(gold), "time_spent_ms": 9000, "suggestion_use": "none"}
     bodies = {
@@ -310,6 +333,15 @@ def world(settings, medsam_model_dir):  # noqa: F811
         },
         ("dataset-jobs", "POST"): {"kind": "validation"},
         ("class-list", "POST"): {"name": "a new class"},
+        ("live-session-list", "POST"): {"classroom": classroom.pk, "campaign": public.pk},
+        ("live-session-join", "POST"): {"code": session.code},
+        ("live-session-control", "POST"): {"action": "pause"},
+        ("live-session-submit", "POST"): submit,
+        # the game's WebSocket messages, beyond the suggestion's task and box
+        ("ws", "live.join"): {"code": session.code},
+        ("ws", "live.watch"): {"session": str(session.pk)},
+        ("ws", "live.control"): {"session": str(session.pk), "action": "pause"},
+        ("ws", "live.submit"): {**submit, "session": str(session.pk), "round": 1, "idempotency_key": "ws-key-0001"},
         ("class-join", "POST"): {"code": classroom.join_code},
         ("class-detail", "PATCH"): {"name": "renamed"},
         ("class-pupils", "POST"): {"names": ["a new pupil"]},
@@ -433,7 +465,8 @@ def _api_call(world: World, persona: str, name: str, method: str, url: str):
 
         upload = SimpleUploadedFile("new.png", png_bytes(), content_type="image/png")
         return client.post(url, {"files": [upload]}, format="multipart")
-    headers = {"HTTP_IDEMPOTENCY_KEY": f"key-{uuid.uuid4().hex[:16]}"} if name == "round-submit" else {}
+    submits = ("round-submit", "live-session-submit")
+    headers = {"HTTP_IDEMPOTENCY_KEY": f"key-{uuid.uuid4().hex[:16]}"} if name in submits else {}
     return getattr(client, method.lower())(url, body, format="json", **headers)
 
 
@@ -468,7 +501,11 @@ def test_the_api_matrix(world):
 
 
 def test_the_pages_matrix(world):
-    urls = {"liveness": reverse("liveness"), "media": world.ids["display_url"]}
+    urls = {
+        "liveness": reverse("liveness"),
+        "media": world.ids["display_url"],
+        "live-projector": reverse("live-projector", args=[world.ids["session_id"]]),
+    }
     failures = []
     for name, url in urls.items():
         for persona in PERSONAS:
@@ -559,12 +596,15 @@ def test_the_websocket_matrix(world):
             return None
         await communicator.send_json_to(message)
         answer = await communicator.receive_json_from(timeout=30)
+        while answer.get("id") != message["id"]:  # an event (a live round expiring), not the answer
+            answer = await communicator.receive_json_from(timeout=30)
         await communicator.disconnect()
         return answer
 
     failures = []
     for message_type, allowed_personas in WS_MESSAGES.items():
         message = {"type": message_type, "id": "m1", "task": str(world.ids["task_id"]), "box": [5, 5, 40, 30]}
+        message |= world.bodies.get(("ws", message_type), {})
         for persona in PERSONAS:
             cache_clear()
             answer = asyncio.run(exchange(world.users[persona], message))

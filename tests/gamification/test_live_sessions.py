@@ -9,6 +9,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from accounts.models import User
@@ -359,3 +360,88 @@ def test_a_session_needs_a_campaign_assigned_to_the_class(lesson, teacher, alice
     )
     assert response.status_code == 404
     assert not LiveSession.objects.exists()
+
+
+def test_the_projector_page_is_the_teachers(lesson, teacher):
+    campaign, classroom, pupils, practice_task, checks = lesson
+    session = open_session(teacher, campaign, classroom)
+    join(pupils[0], session["code"])
+    url = f"/live/{session['id']}/projector"
+
+    def browser(user):
+        client = Client()
+        if user is not None:
+            client.force_login(user)
+        return client
+
+    page = browser(teacher).get(url)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert session["code"] in html and pupils[0].pseudonym in html and "Child Number" not in html
+    assert browser(pupils[0]).get(url).status_code == 404
+    assert browser(UserFactory(username="tina", role="teacher")).get(url).status_code == 404
+    signed_out = browser(None).get(url)
+    assert signed_out.status_code == 401 and session["code"] not in signed_out.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_round_reaches_every_pupils_socket_and_answers_come_back(lesson, teacher):
+    from asgiref.sync import async_to_sync
+    from channels.testing import WebsocketCommunicator
+
+    from crowdseg.asgi import application
+
+    campaign, classroom, pupils, practice_task, checks = lesson
+    session = live_sessions.live_session_open(teacher=teacher, classroom=classroom, campaign=campaign)
+
+    async def socket(user):
+        communicator = WebsocketCommunicator(application, "/ws/v1/play", headers=[(b"origin", b"http://localhost")])
+        communicator.scope["user"] = user
+        connected, _ = await communicator.connect()
+        assert connected
+        return communicator
+
+    async def until(communicator, event_type):
+        while True:
+            message = await communicator.receive_json_from(timeout=10)
+            if message["type"] == event_type:
+                return message
+
+    async def lesson_over_sockets():
+        board = await socket(teacher)
+        await board.send_json_to({"type": "live.watch", "id": "t1", "session": str(session.pk)})
+        assert (await until(board, "live.state"))["state"]["code"] == session.code
+        phones, joined = [], []
+        for pupil in pupils:
+            phone = await socket(pupil)
+            await phone.send_json_to({"type": "live.join", "id": "j", "code": session.code})
+            assert (await until(phone, "live.state"))["state"]["me"]["pseudonym"] == pupil.pseudonym
+            joined.append(await until(board, "live.joined"))  # who joined, on the projector
+            assert joined[-1]["pseudonym"] == pupil.pseudonym
+            phones.append(phone)
+        await board.send_json_to({"type": "live.control", "id": "t2", "session": str(session.pk), "action": "start"})
+        started = [await until(phone, "live.round_started") for phone in phones]
+        assert {s["task"] for s in started} == {str(practice_task)} and {s["round"] for s in started} == {1}
+        body = submission_body(GOLD, time_spent_ms=1500)
+        message = {"type": "live.submit", "id": "s1", "session": str(session.pk), "round": 1, **body}
+        await phones[0].send_json_to({**message, "idempotency_key": "socket-key-01"})
+        submitted = await until(phones[0], "live.submitted")
+        assert submitted["id"] == "s1" and submitted["status"] == 201
+        await board.send_json_to(
+            {
+                "type": "live.control",
+                "id": "t3",
+                "session": str(session.pk),
+                "action": "kick",
+                "participant": joined[1]["participant"],
+            }
+        )
+        assert (await until(phones[1], "live.kicked"))["session"] == str(session.pk)
+        await board.send_json_to({"type": "live.control", "id": "t4", "session": str(session.pk), "action": "skip"})
+        assert (await until(phones[0], "live.round_closed"))["skipped"] is True
+        assert await phones[1].receive_nothing(timeout=0.5)  # a kicked phone hears the session no more
+        for communicator in [board, *phones]:
+            await communicator.disconnect()
+
+    async_to_sync(lesson_over_sockets)()
+    assert Submission.objects.filter(round_task__task_id=practice_task).count() == 1
