@@ -127,8 +127,23 @@ def join_code_normalise(code: str) -> str:
     return "".join(code.split()).replace("-", "").upper()
 
 
-def _join_failure_key(client: str) -> str:
-    return f"classjoin:fail:{client}"
+def join_failures_check(key: str) -> None:
+    """``JoinRateLimited`` once ``key`` (a client's failed tries at one kind of code) has counted
+    ``JOIN_FAILURES`` within ``JOIN_FAILURE_WINDOW_S``."""
+    if cache.get(key, 0) >= JOIN_FAILURES:
+        raise JoinRateLimited(
+            "too many wrong codes; wait a few minutes and ask your teacher for the code",
+            headers={"Retry-After": str(JOIN_FAILURE_WINDOW_S)},
+        )
+
+
+def join_failure_record(key: str) -> None:
+    """Count one failed try against ``key`` (the window starts at the first)."""
+    if not cache.add(key, 1, JOIN_FAILURE_WINDOW_S):
+        try:
+            cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.add(key, 1, JOIN_FAILURE_WINDOW_S)
 
 
 def classroom_for_code(*, code: str, client: str, now: datetime | None = None) -> Classroom:
@@ -136,23 +151,14 @@ def classroom_for_code(*, code: str, client: str, now: datetime | None = None) -
     unknown, expired or malformed code). ``client`` identifies the caller for the rate limit on
     failures (an IP address or a user id): past ``JOIN_FAILURES`` in the window, ``JoinRateLimited``."""
     now = now or timezone.now()
-    key = _join_failure_key(client)
-    failures = cache.get(key, 0)
-    if failures >= JOIN_FAILURES:
-        raise JoinRateLimited(
-            "too many wrong codes; wait a few minutes and ask your teacher for the code",
-            headers={"Retry-After": str(JOIN_FAILURE_WINDOW_S)},
-        )
+    key = f"classjoin:fail:{client}"
+    join_failures_check(key)
     code = join_code_normalise(code)
     classroom = None
     if len(code) == JOIN_CODE_LENGTH and set(code) <= set(JOIN_CODE_ALPHABET):
         classroom = Classroom.objects.filter(join_code=code, join_code_expires_at__gt=now).first()
     if classroom is None:
-        if not cache.add(key, 1, JOIN_FAILURE_WINDOW_S):
-            try:
-                cache.incr(key)
-            except ValueError:  # expired between add and incr
-                cache.add(key, 1, JOIN_FAILURE_WINDOW_S)
+        join_failure_record(key)
         raise JoinCodeInvalid("this code does not work: check it with your teacher (codes expire)")
     return classroom
 

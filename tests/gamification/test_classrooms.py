@@ -23,26 +23,14 @@ from gamification.models import JOIN_CODE_ALPHABET, Assignment, ClassMember, Cla
 from tests.conftest import client_for
 from tests.factories import UserFactory
 
+from .conftest import play, roster
+
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def tom(db):
-    return UserFactory(username="tom", role=Role.TEACHER)
 
 
 @pytest.fixture
 def tina(db):
     return UserFactory(username="tina", role=Role.TEACHER)
-
-
-@pytest.fixture
-def biology(tom):
-    return classroom_services.classroom_create(teacher=tom, name="Year 9 Biology")
-
-
-def roster(classroom, *names):
-    return classroom_services.roster_add(classroom=classroom, names=list(names))
 
 
 def pdf_text(pdf: bytes) -> str:
@@ -280,27 +268,6 @@ def test_a_pupil_moves_to_another_class_or_is_in_both(tom, tina, biology):
 
 
 # -- erasure -----------------------------------------------------------------------------------
-
-
-def play(pupil, campaign, key: str = "pupil-key-0001"):
-    """The pupil plays one task of ``campaign``; returns the submission's annotation id."""
-    from gamification import services
-
-    from .conftest import backdate, square, submission_body
-
-    services.campaign_join(player=pupil, campaign=campaign)
-    game_round = services.round_start(player=pupil, campaign=campaign)
-    backdate(game_round)
-    task = game_round.round_tasks.first().task_id
-    outcome = services.submission_submit(
-        player=pupil,
-        round_id=game_round.id,
-        task_id=task,
-        data=submission_body(square(5, 5, 30, 30)),
-        idempotency_key=key,
-    )
-    assert outcome.status == 201
-    return Annotation.objects.get(annotator=pupil).pk
 
 
 @pytest.fixture

@@ -11,27 +11,15 @@ import pytest
 from django.utils import timezone
 from openpyxl import load_workbook
 
-from accounts.models import Role
 from accounts.services import rater_id
 from gamification import classroom_services, services
 from gamification.models import Assignment, CheckReport, LeaderboardEntry, PlayerStats
 from tests.conftest import client_for
 from tests.factories import UserFactory
 
-from .conftest import campaign_make
-from .test_classrooms import play, roster
+from .conftest import campaign_make, play, roster
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def tom(db):
-    return UserFactory(username="tom", role=Role.TEACHER)
-
-
-@pytest.fixture
-def biology(tom):
-    return classroom_services.classroom_create(teacher=tom, name="Year 9 Biology")
 
 
 @pytest.fixture
