@@ -445,3 +445,27 @@ def test_a_round_reaches_every_pupils_socket_and_answers_come_back(lesson, teach
 
     async_to_sync(lesson_over_sockets)()
     assert Submission.objects.filter(round_task__task_id=practice_task).count() == 1
+
+
+def test_a_class_bigger_than_the_engines_limit_still_fuses_for_research(lesson, teacher):
+    """A whole class on one image gives it more annotations than the engine fuses per image: the
+    crowd's label is made of the first ``fusion.MAX_VOTERS`` voters and counts them all."""
+    from annotations import consensus, fusion
+    from annotations.models import FusedLabel
+
+    campaign, classroom, pupils, practice_task, checks = lesson
+    pupils += pupils_make(classroom, fusion.MAX_VOTERS + 4 - len(pupils), start=len(pupils))
+    session = open_session(teacher, campaign, classroom)
+    for pupil in pupils:
+        join(pupil, session["code"])
+    control(teacher, session["id"], "start")
+    backdate(session["id"])
+    for i, pupil in enumerate(pupils):
+        assert answer(pupil, session["id"], 1, square(10 + i % 3, 10, 40, 30)).status_code == 201
+    time_up(session["id"])
+    closed = client_for(teacher).get(f"/api/v1/live-sessions/{session['id']}").json()["rounds"][0]
+    assert closed["answers"] == len(pupils) and len(closed["leaderboard"]) == live_sessions.LEADERBOARD_SIZE
+    consensus.fusion_run(label_class=campaign.label_classes.get())
+    fused = FusedLabel.objects.get(task_id=practice_task)
+    assert fused.votes == fusion.MAX_VOTERS and fused.annotation_count == len(pupils)
+    assert not consensus.tasks_needing_fusion(campaign.label_classes.get()).filter(pk=practice_task).exists()
