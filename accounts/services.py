@@ -130,13 +130,16 @@ def user_ensure(
 
 # -- pupils ------------------------------------------------------------------------------------
 
-# Words a child can read, picture and type: a pupil's password is two of them and two digits,
-# printed on their login card with a picture of each (``gamification.login_cards``).
-PICTURE_WORDS = (
-    "apple", "bear", "bee", "bell", "boat", "book", "cake", "car", "cat", "cloud", "cow", "cup", "dog", "drum",
-    "duck", "egg", "fish", "flag", "frog", "hat", "heart", "horse", "house", "key", "kite", "leaf", "lion", "moon",
-    "mouse", "owl", "pig", "rain", "ring", "rocket", "shoe", "snail", "sock", "star", "sun", "tree",
-)  # fmt: skip
+# Things a child can read, recognise and type: a pupil's password is two of them and three digits.
+# Each maps to the symbol its login card draws beside the word (``gamification.classroom_files``).
+PICTURE_WORDS = {
+    "anchor": "\u2693", "castle": "\u265c", "cloud": "\u2601", "comet": "\u2604", "crown": "\u265b",
+    "cup": "\u2615", "dice": "\u2680", "feather": "\u2712", "flag": "\u2691", "flower": "\u273f",
+    "gear": "\u2699", "heart": "\u2665", "horse": "\u265e", "house": "\u2302", "letter": "\u2709",
+    "lightning": "\u26a1", "moon": "\u263e", "music": "\u266b", "pencil": "\u270e", "phone": "\u260e",
+    "plane": "\u2708", "scissors": "\u2702", "smile": "\u263a", "snowflake": "\u2744", "snowman": "\u2603",
+    "star": "\u2605", "sun": "\u2600", "umbrella": "\u2602",
+}  # fmt: skip
 
 
 def pupil_username_generate() -> str:
@@ -150,9 +153,10 @@ def pupil_username_generate() -> str:
 
 
 def pupil_password_generate() -> str:
-    """``moon-frog-37``: two picture words and two digits (40 * 40 * 100 = 160,000 passwords; sign-in
-    failures are rate-limited by allauth)."""
-    return f"{secrets.choice(PICTURE_WORDS)}-{secrets.choice(PICTURE_WORDS)}-{secrets.randbelow(100):02d}"
+    """``moon-star-374``: two picture words and three digits (28 * 28 * 1000 = 784,000 passwords;
+    allauth limits failed sign-ins per account)."""
+    words = list(PICTURE_WORDS)
+    return f"{secrets.choice(words)}-{secrets.choice(words)}-{secrets.randbelow(1000):03d}"
 
 
 def pupil_create(*, password: str | None = None) -> User:

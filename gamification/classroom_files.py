@@ -7,20 +7,30 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
+import matplotlib
 import segno
 from fpdf import FPDF
 from openpyxl import Workbook
 
+from accounts.services import PICTURE_WORDS
+
 from .classroom_selectors import PupilProgress
+
+# DejaVu Sans (shipped with matplotlib) draws the pictures of the password words.
+PICTURE_FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+# fpdf2 subsets the font with fontTools, which logs every table it prunes at INFO.
+logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
 class LoginCard:
     real_name: str  # the teacher's name for the pupil, so the right child gets the right card
     username: str
-    password: str  # "moon-frog-37"
+    password: str  # "moon-star-374"
     class_name: str
     join_url: str  # the class's join link (QR code on the card)
 
@@ -40,6 +50,7 @@ def login_cards_pdf(cards: list[LoginCard]) -> bytes:
     pdf = FPDF(format="A4", unit="mm")
     pdf.set_auto_page_break(False)
     pdf.set_title("Login cards")
+    pdf.add_font("Pictures", "", str(PICTURE_FONT))
     qr_images: dict[str, io.BytesIO] = {}
     for i, card in enumerate(cards):
         if i % 10 == 0:
@@ -58,17 +69,16 @@ def login_cards_pdf(cards: list[LoginCard]) -> bytes:
         pdf.cell(CARD_W - 34, 4, _latin1(card.class_name)[:50])
         pdf.set_font("Helvetica", "", 9)
         pdf.set_xy(x + 4, y + 18)
-        pdf.cell(24, 6, "Username")
-        pdf.set_font("Courier", "B", 14)
-        pdf.cell(CARD_W - 58, 6, card.username)
+        pdf.cell(20, 6, "Username")
+        pdf.set_font("Courier", "B", 13)
+        pdf.cell(CARD_W - 54, 6, card.username)
+        # Below the QR code: the longest password (23 characters) takes the card's width.
         pdf.set_font("Helvetica", "", 9)
-        pdf.set_xy(x + 4, y + 28)
-        pdf.cell(24, 6, "Password")
-        pdf.set_font("Courier", "B", 14)
-        pdf.cell(CARD_W - 58, 6, card.password)
-        pdf.set_font("Helvetica", "", 10)
-        pdf.set_xy(x + 4, y + 36)
-        pdf.cell(CARD_W - 34, 6, "  ".join(word.upper() for word in card.password.split("-")))
+        pdf.set_xy(x + 4, y + 30)
+        pdf.cell(20, 6, "Password")
+        pdf.set_font("Courier", "B", 12)
+        pdf.cell(CARD_W - 26, 6, card.password)
+        _picture_words(pdf, x + 4, y + 38, card.password)
         pdf.set_font("Helvetica", "", 7)
         pdf.set_xy(x + 4, y + CARD_H - 9)
         pdf.cell(CARD_W - 8, 4, _latin1(f"Join: {card.join_url}")[:80])
@@ -77,10 +87,26 @@ def login_cards_pdf(cards: list[LoginCard]) -> bytes:
             segno.make(card.join_url, error="m").save(buf, kind="png", scale=4, border=1)
             qr_images[card.join_url] = buf
         qr_images[card.join_url].seek(0)
-        pdf.image(qr_images[card.join_url], x=x + CARD_W - 29, y=y + 4, w=25, h=25)
+        pdf.image(qr_images[card.join_url], x=x + CARD_W - 27, y=y + 3, w=24, h=24)
     if not cards:
         pdf.add_page()
     return bytes(pdf.output())
+
+
+def _picture_words(pdf: FPDF, x: float, y: float, password: str) -> None:
+    """Each picture word of the password as its symbol and the word in capitals, then the digits."""
+    for part in password.split("-"):
+        symbol = PICTURE_WORDS.get(part)
+        if symbol is not None:
+            pdf.set_font("Pictures", "", 16)
+            pdf.set_xy(x, y)
+            pdf.cell(7, 8, symbol)
+            x += 7
+        pdf.set_font("Helvetica", "B", 9)
+        pdf.set_xy(x, y + 1)
+        width = pdf.get_string_width(part.upper()) + 3
+        pdf.cell(width, 6, part.upper())
+        x += width
 
 
 PROGRESS_HEADER = [

@@ -21,7 +21,7 @@ def test_a_pupil_account_has_generated_names_and_no_email():
     assert pupil.role == Role.PUPIL and pupil.email == "" and not pupil.is_guest
     assert re.fullmatch(r"[a-z]+\d{4}", pupil.username)
     assert re.fullmatch(r"[a-z]+-[a-z]+-\d{4}", pupil.pseudonym)
-    assert re.fullmatch(r"[a-z]+-[a-z]+-\d\d", password)
+    assert re.fullmatch(r"[a-z]+-[a-z]+-\d{3}", password)
     assert authenticate(username=pupil.username, password=password) == pupil
 
 

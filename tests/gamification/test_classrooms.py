@@ -172,7 +172,7 @@ def test_a_roster_makes_pupils_without_email_whose_names_only_the_teacher_sees(t
         pupil = User.objects.get(pk=row["id"])
         assert pupil.role == Role.PUPIL and pupil.email == "" and pupil.first_name == pupil.last_name == ""
         assert "ada" not in pupil.username.lower() and "ada" not in pupil.pseudonym.lower()
-        assert re.fullmatch(r"[a-z]+-[a-z]+-\d\d", row["password"])
+        assert re.fullmatch(r"[a-z]+-[a-z]+-\d{3}", row["password"])
         assert authenticate(username=pupil.username, password=row["password"]) == pupil
         # What the pupil (and anyone they meet in the game) sees of themselves: no real name.
         me = client_for(pupil).get("/api/v1/accounts/me").content.decode()
@@ -243,10 +243,14 @@ def test_login_cards_for_some_pupils_change_only_their_passwords(tom, biology):
     assert response.status_code == 400
 
 
-def test_a_card_password_is_readable_in_the_pdf():
-    card = LoginCard("Zoë", "otter0001", "moon-frog-37", "Year 9 Biology", "https://example.org/join/ABCDEF")
-    text = pdf_text(login_cards_pdf([card]))
-    assert "moon-frog-37" in text and "MOON" in text and "otter0001" in text and "Zo" in text
+def test_a_card_shows_the_password_as_words_and_pictures():
+    card = LoginCard("Zoë", "otter0001", "moon-star-374", "Year 9 Biology", "https://example.org/join/ABCDEF")
+    pdf = login_cards_pdf([card])
+    text = pdf_text(pdf)
+    assert "moon-star-374" in text and "MOON" in text and "STAR" in text and "otter0001" in text and "Zo" in text
+    assert b"DejaVuSans" in pdf  # the font the moon and the star are drawn in
+    eleven = login_cards_pdf([card] * 11)
+    assert eleven.count(b"/Type /Page\n") == 2  # ten cards to a page
 
 
 def test_a_pupil_moves_to_another_class_or_is_in_both(tom, tina, biology):
