@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from gamification.classroom_pages import class_join_page
 from gamification.pages import live_projector
 
 from . import media
@@ -30,6 +31,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("healthz", liveness, name="liveness"),
     path("live/<uuid:session_id>/projector", live_projector, name="live-projector"),
+    path("join/<str:code>", class_join_page, name="class-join-page"),  # class join links and login cards' QR codes
 ]
 
 if settings.CROWDSEG_SERVE_MEDIA:

@@ -32,7 +32,7 @@ class LoginCard:
     username: str
     password: str  # "moon-star-374"
     class_name: str
-    join_url: str  # the class's join link (QR code on the card)
+    join_url: str  # the class's join page, with the username filled in (the card's QR code)
 
 
 CARD_W, CARD_H = 90, 55  # mm: 2 x 5 cards on A4
@@ -46,12 +46,11 @@ def _latin1(text: str) -> str:
 
 def login_cards_pdf(cards: list[LoginCard]) -> bytes:
     """A4 pages of cut-out cards: the pupil's name (for handing out), username, password with its
-    picture words spaced for reading, and a QR code of the class's join link."""
+    picture words, and a QR code of the join page with the pupil's username filled in."""
     pdf = FPDF(format="A4", unit="mm")
     pdf.set_auto_page_break(False)
     pdf.set_title("Login cards")
     pdf.add_font("Pictures", "", str(PICTURE_FONT))
-    qr_images: dict[str, io.BytesIO] = {}
     for i, card in enumerate(cards):
         if i % 10 == 0:
             pdf.add_page()
@@ -82,12 +81,10 @@ def login_cards_pdf(cards: list[LoginCard]) -> bytes:
         pdf.set_font("Helvetica", "", 7)
         pdf.set_xy(x + 4, y + CARD_H - 9)
         pdf.cell(CARD_W - 8, 4, _latin1(f"Join: {card.join_url}")[:80])
-        if card.join_url not in qr_images:
-            buf = io.BytesIO()
-            segno.make(card.join_url, error="m").save(buf, kind="png", scale=4, border=1)
-            qr_images[card.join_url] = buf
-        qr_images[card.join_url].seek(0)
-        pdf.image(qr_images[card.join_url], x=x + CARD_W - 27, y=y + 3, w=24, h=24)
+        qr = io.BytesIO()
+        segno.make(card.join_url, error="m").save(qr, kind="png", scale=4, border=1)
+        qr.seek(0)
+        pdf.image(qr, x=x + CARD_W - 27, y=y + 3, w=24, h=24)
     if not cards:
         pdf.add_page()
     return bytes(pdf.output())

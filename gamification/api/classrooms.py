@@ -4,8 +4,11 @@ see their classes' names and assignments, never their classmates."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib.auth import login
 from django.http import HttpResponse
+from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers
@@ -23,9 +26,6 @@ from gamification import classroom_services as services
 from gamification.classroom_files import LoginCard, login_cards_pdf, progress_csv, progress_xlsx
 from gamification.models import Classroom
 from gamification.selectors import campaign_get_for_player
-
-# The web client's page that joins a class (the login cards' QR code opens it).
-JOIN_PATH = "/join/{code}"
 
 # -- shapes ------------------------------------------------------------------------------------
 
@@ -90,8 +90,10 @@ class AssignmentCreateSerializer(StrictJSON, serializers.Serializer):
     due_at = serializers.DateTimeField()
 
 
-def _join_url(request, classroom) -> str:
-    return request.build_absolute_uri(JOIN_PATH.format(code=classroom.join_code))
+def _join_url(request, classroom, username: str = "") -> str:
+    """The class's join page; with ``username``, the page fills it in (a login card's QR code)."""
+    url = request.build_absolute_uri(reverse("class-join-page", args=[classroom.join_code]))
+    return f"{url}?{urlencode({'u': username})}" if username else url
 
 
 def _member_data(member) -> dict:
@@ -279,14 +281,13 @@ class LoginCardsView(APIView):
             if unknown:
                 raise DomainError("pupils not in this class", fields={"pupils": sorted(unknown)})
             members = [m for m in members if m.pupil_id in set(wanted)]
-        join_url = _join_url(request, classroom)
         cards = [
             LoginCard(
                 real_name=m.real_name or m.pupil.pseudonym,
                 username=m.pupil.username,
                 password=pupil_password_reset(pupil=m.pupil),
                 class_name=classroom.name,
-                join_url=join_url,
+                join_url=_join_url(request, classroom, m.pupil.username),
             )
             for m in members
         ]

@@ -128,6 +128,7 @@ PAGES = {
     "liveness": EVERYONE,
     "media": HERS,  # the display image of Alice's task (and players whose round holds it)
     "live-projector": TEACHER,  # signed out: 401 with a sign-in form
+    "class-join-page": EVERYONE,  # a form, the same for any code
 }
 
 # -- the admin: per model, who may open each standard page of Alice's object -----------------
@@ -505,6 +506,7 @@ def test_the_pages_matrix(world):
         "liveness": reverse("liveness"),
         "media": world.ids["display_url"],
         "live-projector": reverse("live-projector", args=[world.ids["session_id"]]),
+        "class-join-page": reverse("class-join-page", args=["K7MQ3X"]),
     }
     failures = []
     for name, url in urls.items():

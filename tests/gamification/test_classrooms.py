@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import authenticate
+from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -228,6 +229,8 @@ def test_login_cards_carry_username_new_password_and_the_join_link(tom, biology)
         assert member.pupil.username in text and member.real_name in text
         assert authenticate(username=member.pupil.username, password=old_password) is None  # a new one was printed
     assert f"/join/{biology.join_code}" in text
+    for member, _ in created:  # each card's QR code opens the join page with its username filled in
+        assert f"/join/{biology.join_code}?u={member.pupil.username}" in text
     assert b"/Subtype /Image" in pdf  # the QR code
 
 
@@ -381,3 +384,37 @@ def test_another_teacher_finds_nothing_of_the_class(tom, tina, biology, assigned
     assert biology.name == "Year 9 Biology" and biology.members.count() == 1
     assert authenticate(username=member.pupil.username, password=password) is not None
     assert Assignment.objects.count() == 1
+
+
+def test_the_join_page_is_a_form_that_looks_nothing_up(biology):
+    response = Client().get(f"/join/{biology.join_code}?u=%3Cscript%3Ealert(1)%3C/script%3E")
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert f'value="{biology.join_code}"' in text and "/api/v1/classes/join" in text
+    assert "Year 9 Biology" not in text  # the page does not say whether the class exists
+    assert "<script>alert(1)" not in text and "&lt;script&gt;alert(1)" in text
+    assert "csrftoken" in response.cookies
+
+
+def test_the_join_page_knows_a_signed_in_pupil(biology):
+    ((member, _),) = roster(biology, "Ada")
+    client = Client()
+    client.force_login(member.pupil)
+    text = client.get(f"/join/{biology.join_code}").content.decode()
+    assert f"Signed in as {member.pupil.pseudonym}" in text and "Lovelace" not in text
+
+
+def test_a_card_holder_signs_in_and_joins_without_a_second_account(tom, biology):
+    ((member, password),) = roster(biology, "Ada")
+    chemistry = classroom_services.classroom_create(teacher=tom, name="Chemistry")
+    client = APIClient()
+    login = client.post(
+        "/_allauth/browser/v1/auth/login", {"username": member.pupil.username, "password": password}, format="json"
+    )
+    assert login.status_code == 200
+    pupils = User.objects.filter(role=Role.PUPIL).count()
+    for code in (biology.join_code, chemistry.join_code):
+        response = client.post("/api/v1/classes/join", {"code": code}, format="json")
+        assert response.status_code == 200 and response.json()["user"]["id"] == member.pupil_id
+    assert User.objects.filter(role=Role.PUPIL).count() == pupils
+    assert ClassMember.objects.filter(pupil=member.pupil).count() == 2
