@@ -454,8 +454,8 @@ def reliability_csv(rows) -> HttpResponse:
     fields = ["sensitivity", "sensitivity_sd", "precision", "precision_sd", "specificity", "specificity_sd"]
     writer.writerow(["dataset", "label_class", "annotator", "pseudonym", "weight", *fields, "images", "golds"])
     for r in rows:
-        who = r.annotator.username if r.annotator else "AI model"
-        pseudonym = r.annotator.pseudonym if r.annotator else ""
+        who = str(r.annotator) if r.annotator else "AI model"  # a pupil: their opaque rater id
+        pseudonym = r.annotator.pseudonym if r.annotator and r.annotator.role != Role.PUPIL else ""
         values = [f"{getattr(r, f):.4f}" for f in fields]
         writer.writerow(
             [

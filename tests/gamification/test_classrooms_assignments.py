@@ -216,9 +216,21 @@ def test_researchers_see_a_pupil_only_as_an_opaque_rater_id(tom, biology, campai
     user_role_set(user=alice, role="researcher")  # the admin's researcher access
     client = Client()
     client.force_login(alice)
+    from annotations.models import AnnotatorReliability
+
+    rates = dict.fromkeys(["sensitivity", "precision", "specificity", "weight"], 0.9)
+    sds = dict.fromkeys(["sensitivity_sd", "precision_sd", "specificity_sd"], 0.05)
+    reliability = AnnotatorReliability.objects.create(
+        annotator=ada.pupil, label_class=campaign.label_classes.get(), images=1, golds=0, **rates, **sds
+    )
     for url in ("/admin/gamification/submission/", "/admin/annotations/annotation/"):
         response = client.get(url)
         assert response.status_code == 200
         text = response.content.decode()
         assert rater_id(ada.pupil.pk) in text
         assert ada.pupil.username not in text and "Lovelace" not in text
+    exported = client.post(
+        "/admin/annotations/annotatorreliability/", {"action": "download_csv", "_selected_action": [reliability.pk]}
+    )
+    row = list(csv.DictReader(io.StringIO(exported.content.decode())))[0]
+    assert row["annotator"] == rater_id(ada.pupil.pk) and row["pseudonym"] == ""
