@@ -7,8 +7,9 @@ live events (``crowdseg.events``) to the same socket, and ``round.expiring`` a m
 one of the player's rounds runs out. Live sessions (``gamification.live_sessions``) come here too:
 a pupil sends ``live.join`` with the session's code, then ``live.submit`` for each round; the
 teacher's screen ``live.watch`` and ``live.control``, answered ``{"type": "live.state", "id": ...,
-"state": <the REST state>}``; the socket then hears the session's ``live.*`` events. Errors use the API's error body: ``{"type": "error", "id": ...,
-"error": {"status": 400, "code": ..., "message": ...}}``. The consumer only relays: every answer
+"state": <the REST state>}``; the socket then hears the session's ``live.*`` events. Errors use
+the API's error body: ``{"type": "error", "id": ..., "error": {"status": 400, "code": ...,
+"message": ...}}``. The consumer only relays: every answer
 comes from the same service as the REST endpoint, and every event is also readable over REST.
 """
 

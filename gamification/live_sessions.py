@@ -451,13 +451,29 @@ def live_answer_submit(
     session the pupil is not in; Conflict once the round is closed (a retry of an answer that was
     stored in time replays its first response)."""
     now = now or timezone.now()
-    session, participant = live_session_get_for_pupil(user=pupil, session_id=session_id)
-    live_round = LiveRound.objects.select_related("session", "task").filter(session=session, number=number).first()
-    if live_round is None:
-        raise NotFound("no such round in this session")
-    live_session_tick(session=session, now=now)
-    live_round.refresh_from_db()
-    game_round = live_answer_round(participant=participant, live_round=live_round)
+    # One query in the usual case: the pupil's place in the round, with the round and the session.
+    place = (
+        LiveAnswer.objects.select_related("live_round__session", "round")
+        .filter(
+            live_round__session_id=session_id,
+            live_round__number=number,
+            participant__pupil=pupil,
+            participant__kicked_at__isnull=True,
+        )
+        .first()
+    )
+    if place is not None:
+        live_round, game_round = place.live_round, place.round
+    else:  # a round the pupil had no place in yet (they joined as it closed), or none at all
+        session, participant = live_session_get_for_pupil(user=pupil, session_id=session_id)
+        live_round = LiveRound.objects.select_related("session").filter(session=session, number=number).first()
+        if live_round is None:
+            raise NotFound("no such round in this session")
+        game_round = live_answer_round(participant=participant, live_round=live_round)
+    due = live_round.ends_at + timedelta(seconds=LATE_GRACE_S)
+    if live_round.closed_at is None and live_round.session.state == State.ROUND and now >= due:
+        live_round_close(live_round=live_round, now=now)  # its time is up: nobody closed it yet
+        live_round.refresh_from_db()
     if live_round.closed_at is not None and not Submission.objects.filter(round_task__round=game_round).exists():
         raise Conflict("this round is over", code="round_closed")
     return services.submission_submit(

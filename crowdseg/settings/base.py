@@ -104,6 +104,7 @@ elif env_int("DATABASE_POOL_SIZE", 16) > 0 and not DATABASES["default"]["CONN_MA
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL") or ""
+CHANNEL_LAYER_READ_TIMEOUT_S = 30  # well above channels-redis's 5 s blocking pop
 
 if REDIS_URL:
     CACHES = {
@@ -118,11 +119,21 @@ if REDIS_URL:
         }
     }
     # redis-py caps a pool at 100 connections, and every socket's join borrows one: a burst of
-    # players opening the app would get "Too many connections".
+    # players opening the app would get "Too many connections". Its default read timeout (5 s)
+    # equals the layer's blocking pop (BZPOPMIN, 5 s): on a busy server the empty answer arrives
+    # a moment late, the read times out and the socket waiting on the layer is closed.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "max_connections": env_int("REDIS_MAX_CONNECTIONS", 1000)}]},
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "max_connections": env_int("REDIS_MAX_CONNECTIONS", 1000),
+                        "socket_timeout": CHANNEL_LAYER_READ_TIMEOUT_S,
+                    }
+                ]
+            },
         }
     }
     # Every app request looks its session token up: from Redis, falling back to the database.
