@@ -26,7 +26,6 @@ import asyncio
 import json
 import os
 import random
-import subprocess
 import sys
 import time
 import uuid
@@ -38,7 +37,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._aio import WebSocket  # noqa: E402
-from bench._server import PYTHON, ROOT, Server, percentile  # noqa: E402
+from bench._server import Server, percentile, worker_start  # noqa: E402
 from bench.game_load import create_database, drop_database, mask_for  # noqa: E402
 
 SETUP = """
@@ -314,23 +313,7 @@ def main() -> None:
             golds=6, unlabelled=6, practice=3, classes=classes, pupils=args.pupils, round_seconds=round_seconds
         )
         setup = json.loads(server.manage("shell", stdin=script).splitlines()[-1])
-        worker = subprocess.Popen(
-            [
-                PYTHON,
-                "-m",
-                "celery",
-                "-A",
-                "crowdseg",
-                "worker",
-                "--pool=solo",
-                "--loglevel=WARNING",
-                "--without-gossip",
-            ],
-            cwd=ROOT,
-            env=server.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        worker = worker_start(server.env)
         server.start(processes=args.processes)
         print(f"teaching: {classes} lessons of {rounds} rounds ({round_seconds} s) at once ...", flush=True)
         started = time.monotonic()
@@ -374,15 +357,15 @@ def main() -> None:
     }
     expected = pupils * rounds
     print()
-    print(f"{'classes x pupils':<28}{classes} x {args.pupils} ({rounds} rounds each)")
-    print(f"{'start round -> pupil p50/p95':<28}{summary['round_start_fanout_p50_ms']} / "
+    print(f"{'classes x pupils':<36}{classes} x {args.pupils} ({rounds} rounds each)")
+    print(f"{'start round -> pupil p50/p95':<36}{summary['round_start_fanout_p50_ms']} / "
           f"{summary['round_start_fanout_p95_ms']} ms ({len(tally.fanout_ms)} of {expected} heard)")  # fmt: skip
-    print(f"{'submit p50 / p95':<28}{summary['submit_p50_ms']} / {summary['submit_p95_ms']} ms")
-    print(f"{'join p95':<28}{summary['join_p95_ms']} ms")
-    print(f"{'time up -> results p95':<28}{summary['results_p95_ms']} ms")
-    print(f"{'made / stored':<28}{submitted} / {stored['stored']} (of {expected} expected)")
-    print(f"{'replays identical':<28}{tally.replays_identical} of {tally.replays_sent}")
-    print(f"{'errors':<28}{summary['errors']} {tally.errors or ''}")
+    print(f"{'submit p50 / p95':<36}{summary['submit_p50_ms']} / {summary['submit_p95_ms']} ms")
+    print(f"{'join p95':<36}{summary['join_p95_ms']} ms")
+    print(f"{'time up -> results p95':<36}{summary['results_p95_ms']} ms")
+    print(f"{'made / stored':<36}{submitted} / {stored['stored']} (of {expected} expected)")
+    print(f"{'replays identical':<36}{tally.replays_identical} of {tally.replays_sent}")
+    print(f"{'errors':<36}{summary['errors']} {tally.errors or ''}")
     fanout, submit = summary["round_start_fanout_p95_ms"], summary["submit_p95_ms"]
     bar = (
         fanout is not None
@@ -392,7 +375,7 @@ def main() -> None:
         and submitted == stored["stored"] == expected
         and not summary["errors"]
     )
-    print(f"{'bar (<=250 ms, <100 ms, 0 lost/dup)':<28}{'met' if bar else 'NOT met'}")
+    print(f"{'bar (<=250 ms, <100 ms, 0 lost/dup)':<36}{'met' if bar else 'NOT met'}")
     print(json.dumps(summary))
 
 

@@ -24,11 +24,10 @@ from crowdseg.errors import NotFound
 from gamification import live_sessions
 from gamification.classroom_selectors import classroom_get_for_teacher
 from gamification.models import Campaign, LiveParticipant, LiveRound, LiveSession, Submission
-from gamification.services import IDEMPOTENCY_KEY
 from inference.engine import rle
 
 from .serializers import SubmissionSerializer
-from .views import SubmitThrottle, _outcome_response
+from .views import IDEMPOTENCY_HEADER, SubmitThrottle, _outcome_response
 
 # -- shapes ------------------------------------------------------------------------------------
 
@@ -250,11 +249,7 @@ class LiveSessionSubmitView(APIView):
 
     @extend_schema(
         request=SubmissionSerializer,
-        parameters=[
-            OpenApiParameter(
-                "Idempotency-Key", str, OpenApiParameter.HEADER, required=True, pattern=IDEMPOTENCY_KEY.pattern
-            )
-        ],
+        parameters=[IDEMPOTENCY_HEADER],
         responses={201: dict},
     )
     def post(self, request, session_id, number: int):

@@ -25,6 +25,10 @@ from .serializers import (
     round_data,
 )
 
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=True, pattern=IDEMPOTENCY_KEY.pattern
+)
+
 
 class RoundThrottle(UserRateThrottle):
     scope = "rounds"
@@ -112,11 +116,7 @@ class SubmitView(APIView):
 
     @extend_schema(
         request=SubmissionSerializer,
-        parameters=[
-            OpenApiParameter(
-                "Idempotency-Key", str, OpenApiParameter.HEADER, required=True, pattern=IDEMPOTENCY_KEY.pattern
-            )
-        ],
+        parameters=[IDEMPOTENCY_HEADER],
         responses={201: dict},
     )
     def post(self, request, round_id, task_id):

@@ -9,31 +9,20 @@ import io
 import time
 import uuid
 from datetime import timedelta
-from importlib import import_module
 
 import pytest
 from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.utils import timezone
 
 from gamification import live_sessions
 from gamification.models import Assignment, ClassMember, Classroom, LiveRound, Submission
+from tests.crowdseg.test_asgi import session_token
 from tests.factories import UserFactory
 
 from .conftest import campaign_make, square, submission_body
 
 PUPILS = 30
 ROUND_SECONDS = 10  # the shortest round a teacher may set
-
-
-def session_token(user) -> str:
-    """What a sign-in gives a client: a session key (the app's X-Session-Token, the browser's cookie)."""
-    store = import_module(settings.SESSION_ENGINE).SessionStore()
-    store[SESSION_KEY] = str(user.pk)
-    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    store.create()
-    return store.session_key
 
 
 @pytest.mark.real_stack
