@@ -21,6 +21,8 @@ Rules a pupil's client cannot see, decided here and documented in the README:
 - **Pseudonyms only** in what the class and the projector see; real names only in the teacher's
   report (``live_session_report``).
 - A kicked pupil cannot rejoin that session; what they already drew stays (research labels).
+- An answer that arrives after its round closed is stored as a late submission (no points, not
+  in the class's results), as in ordinary play.
 
 Every state change announces itself on the session's group (``crowdseg.events``); everything an
 event says can also be read over REST (``live_session_state``).
@@ -448,8 +450,9 @@ def live_answer_submit(
 ) -> services.SubmitOutcome:
     """The pupil's mask for round ``number`` of the session, down the ordinary submission path
     (``services.submission_submit``: the same rules, answers and idempotency). NotFound for a
-    session the pupil is not in; Conflict once the round is closed (a retry of an answer that was
-    stored in time replays its first response)."""
+    session the pupil is not in. An answer that arrives after the round closed (a slow network, a
+    busy server) is stored like any late submission, ``on_time: false``, no points and not in the
+    class's results: nothing a pupil drew is lost."""
     now = now or timezone.now()
     # One query in the usual case: the pupil's place in the round, with the round and the session.
     place = (
@@ -473,9 +476,7 @@ def live_answer_submit(
     due = live_round.ends_at + timedelta(seconds=LATE_GRACE_S)
     if live_round.closed_at is None and live_round.session.state == State.ROUND and now >= due:
         live_round_close(live_round=live_round, now=now)  # its time is up: nobody closed it yet
-        live_round.refresh_from_db()
-    if live_round.closed_at is not None and not Submission.objects.filter(round_task__round=game_round).exists():
-        raise Conflict("this round is over", code="round_closed")
+        game_round.refresh_from_db()  # closing ended the pupil's round too: what comes now is late
     return services.submission_submit(
         player=pupil,
         round_id=game_round.pk,

@@ -330,8 +330,11 @@ def test_pause_stops_the_clock_and_skip_closes_without_results(lesson, teacher):
     skipped = control(teacher, session["id"], "skip").json()
     assert skipped["state"] == "results" and skipped["rounds"][0]["skipped"]
     assert skipped["rounds"][0]["leaderboard"] == [] and skipped["rounds"][0]["answers"] == 0
-    closed = answer(pupils[1], session["id"], 1, square(0, 0, 9, 9))
-    assert closed.status_code == 409 and closed.json()["error"]["code"] == "round_closed"
+    # An answer that arrives after the round closed is kept, late: no points, not in the results.
+    late = answer(pupils[1], session["id"], 1, square(0, 0, 9, 9))
+    assert late.status_code == 201 and late.json()["on_time"] is False and late.json()["points"] == 0
+    assert Submission.objects.get(player=pupils[1]).flag == Submission.Flag.LATE
+    assert LiveRound.objects.get(session_id=session["id"], number=1).result == {}
 
 
 def test_a_kicked_pupil_cannot_rejoin_and_their_answers_stay(lesson, teacher):
