@@ -157,8 +157,9 @@ async def open_socket(port: int, token: str) -> WebSocket:
     return await WebSocket.open("127.0.0.1", port, "/ws/v1/play", headers)
 
 
-async def pupil(port, klass, token, rounds, think, retry_share, round_seconds, tally: Tally, rng, starts) -> None:
+async def pupil(port, klass, token, rounds, think, retry_share, round_seconds, tally: Tally, rng, starts, ramp) -> None:
     """A pupil's phone: join, then answer each round it hears start."""
+    await asyncio.sleep(rng.uniform(0, ramp))  # phones come out of bags over the first seconds
     try:
         inbox = Inbox(await open_socket(port, token))
         started = time.perf_counter()
@@ -255,17 +256,17 @@ async def lessons(port, classes, rounds, think, retry_share, round_seconds) -> T
     tally, starts = Tally(), {}
     rng = random.Random(0)
     jobs = []
+    ramp = min(10.0, 0.01 * sum(len(klass["pupils"]) for klass in classes))
     for c, klass in enumerate(classes):
         for p, token in enumerate(klass["pupils"]):
             jobs.append(
                 pupil(
                     port, klass, token, rounds, think, retry_share, round_seconds, tally,
-                    random.Random(c * 1000 + p), starts,
+                    random.Random(c * 1000 + p), starts, ramp,
                 )
             )  # fmt: skip
-    # Pupils take a few seconds to open their phones; teachers start a few seconds apart.
+    # Teachers start a few seconds apart once their class is in.
     pupils = [asyncio.create_task(job) for job in jobs]
-    await asyncio.sleep(min(5.0, 0.01 * len(jobs)))
     teachers = [
         teacher(port, klass, rounds, round_seconds, rng.uniform(0, 2), tally, random.Random(c), starts)
         for c, klass in enumerate(classes)

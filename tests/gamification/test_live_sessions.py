@@ -21,6 +21,7 @@ from gamification.models import (
     Classroom,
     LiveRound,
     LiveSession,
+    PracticeTask,
     RoundTask,
     Submission,
 )
@@ -472,3 +473,20 @@ def test_a_class_bigger_than_the_engines_limit_still_fuses_for_research(lesson, 
     fused = FusedLabel.objects.get(task_id=practice_task)
     assert fused.votes == fusion.MAX_VOTERS and fused.annotation_count == len(pupils)
     assert not consensus.tasks_needing_fusion(campaign.label_classes.get()).filter(pk=practice_task).exists()
+
+
+def test_a_researcher_makes_expert_outlines_teaching_material_in_the_admin(alice, charlie):
+    from accounts.services import user_role_set
+
+    alice, charlie = (user_role_set(user=u, role="researcher") for u in (alice, charlie))  # admin permissions
+    game = campaign_make(alice, images=4, golds=2)
+    golds = list(GoldStandard.objects.filter(task__in=game.gold_task_ids))
+    form = {"action": "use_for_teaching", "_selected_action": [g.pk for g in golds]}
+    outsider = Client()
+    outsider.force_login(charlie)
+    outsider.post("/admin/annotations/goldstandard/", form)
+    assert not PracticeTask.objects.exists()  # not his dataset: nothing to act on
+    owner = Client()
+    owner.force_login(alice)
+    assert owner.post("/admin/annotations/goldstandard/", form).status_code == 302
+    assert set(PracticeTask.objects.values_list("task_id", flat=True)) == game.gold_task_ids
