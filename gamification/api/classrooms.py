@@ -301,7 +301,7 @@ class AssignmentListView(APIView):
     """The class's assignments, or set a campaign for it (one you can see) with a target number
     of tasks per pupil and a due date."""
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(operation_id="classes_assignments_list", responses={200: dict})
     def get(self, request, classroom_id: int):
         classroom = _classroom(request, classroom_id)
         assignments = classroom.assignments.select_related("campaign").order_by("due_at")
