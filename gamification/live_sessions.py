@@ -524,6 +524,9 @@ def live_round_close(*, live_round: LiveRound, skipped: bool = False, now: datet
         # Pupils' rounds end with the live round: their answers so far settle like any round's.
         Round.objects.filter(live_answer__live_round=locked, expires_at__gt=now).update(expires_at=now)
         events.publish_group(events.session_group(locked.session_id), "live.round_closed", closed_event(locked))
+    from . import tasks  # the Celery tasks import this module
+
+    transaction.on_commit(lambda: tasks.live_round_settle.delay(live_round.pk))
     return True
 
 

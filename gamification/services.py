@@ -59,6 +59,7 @@ from .models import (
     CheckReport,
     EarnedBadge,
     LeaderboardEntry,
+    LiveAnswer,
     PlayerFlag,
     PlayerStats,
     Round,
@@ -431,7 +432,10 @@ def _submission_store(
     if completed:
         events.publish(player.pk, "round.completed", {"round": str(game_round.id)})
     label_class_id, round_id = round_task.task.label_class_id, game_round.id
-    transaction.on_commit(lambda: _after_submit(label_class_id, round_id, completed))
+    # A live session's pupils' rounds settle together when the teacher's round closes
+    # (``live_sessions.live_round_close``): one job for the class, not one per pupil.
+    settle_now = completed and not LiveAnswer.objects.filter(round_id=game_round.pk).exists()
+    transaction.on_commit(lambda: _after_submit(label_class_id, round_id, settle_now))
     return submission
 
 

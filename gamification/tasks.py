@@ -46,3 +46,12 @@ def live_round_close(live_round_id: int) -> bool:
     from . import live_sessions
 
     return live_sessions.live_round_close_due(live_round_id=live_round_id)
+
+
+@shared_task(ignore_result=True)
+def live_round_settle(live_round_id: int) -> int:
+    """A live round closed: settle its pupils' one-task rounds, as any finished round settles."""
+    rounds = Round.objects.filter(live_answer__live_round_id=live_round_id, settled=False).select_related("campaign")
+    for game_round in rounds:
+        services.round_settle(game_round=game_round)
+    return len(rounds)

@@ -443,7 +443,10 @@ def test_a_round_reaches_every_pupils_socket_and_answers_come_back(lesson, teach
         assert (await until(phones[1], "live.kicked"))["session"] == str(session.pk)
         await board.send_json_to({"type": "live.control", "id": "t4", "session": str(session.pk), "action": "skip"})
         assert (await until(phones[0], "live.round_closed"))["skipped"] is True
-        assert await phones[1].receive_nothing(timeout=0.5)  # a kicked phone hears the session no more
+        heard = []  # a kicked phone hears the session no more (its own round's settlement, yes)
+        while not await phones[1].receive_nothing(timeout=0.5):
+            heard.append((await phones[1].receive_json_from())["type"])
+        assert not [t for t in heard if t.startswith("live.")], heard
         for communicator in [board, *phones]:
             await communicator.disconnect()
 
@@ -490,3 +493,23 @@ def test_a_researcher_makes_expert_outlines_teaching_material_in_the_admin(alice
     owner.force_login(alice)
     assert owner.post("/admin/annotations/goldstandard/", form).status_code == 302
     assert set(PracticeTask.objects.values_list("task_id", flat=True)) == game.gold_task_ids
+
+
+def test_pupils_rounds_settle_together_when_the_live_round_closes(lesson, teacher, django_capture_on_commit_callbacks):
+    from gamification.models import Round
+
+    campaign, classroom, pupils, practice_task, checks = lesson
+    session = open_session(teacher, campaign, classroom)
+    for pupil in pupils[:2]:
+        join(pupil, session["code"])
+    control(teacher, session["id"], "start")
+    backdate(session["id"])
+    with django_capture_on_commit_callbacks(execute=True):
+        for i, pupil in enumerate(pupils[:2]):
+            assert answer(pupil, session["id"], 1, square(10 + i, 10, 40, 30)).status_code == 201
+    rounds = Round.objects.filter(live_answer__live_round__session_id=session["id"])
+    assert rounds.count() == 2 and not rounds.filter(settled=True).exists()  # no job per pupil
+    time_up(session["id"])
+    with django_capture_on_commit_callbacks(execute=True):
+        client_for(teacher).get(f"/api/v1/live-sessions/{session['id']}")  # the projector's read closes it
+    assert rounds.filter(settled=True).count() == 2
