@@ -211,7 +211,11 @@ async def pupil(port, klass, token, rounds, think, retry_share, round_seconds, t
         tally.made.add((klass["session"], event["round"], me))
         if rng.random() < retry_share:  # the answer "got lost": the phone sends the same again
             tally.replays_sent += 1
-            _, again = await inbox.answer({**request, "id": f"r{event['round']}"})
+            try:
+                _, again = await inbox.answer({**request, "id": f"r{event['round']}"})
+            except TimeoutError:
+                tally.error("replay timeout")
+                continue
             same = again.get("body") == answer["body"] and again.get("replayed") is True
             tally.replays_identical += same
             if not same:
