@@ -36,7 +36,6 @@ from datetime import datetime, timedelta
 
 import numpy as np
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -49,7 +48,7 @@ from crowdseg.errors import Conflict, DomainError, NotFound
 from inference.engine import rle
 
 from . import class_fusion, scoring, services
-from .classroom_services import JOIN_FAILURE_WINDOW_S, JOIN_FAILURES, JoinRateLimited
+from .classroom_services import join_failure_record, join_failures_check
 from .models import (
     Assignment,
     Campaign,
@@ -353,11 +352,7 @@ def live_session_join(*, pupil: User, code: str, now: datetime | None = None) ->
     (``classroom_services.JOIN_FAILURES`` per ``JOIN_FAILURE_WINDOW_S``)."""
     now = now or timezone.now()
     failures_key = f"live:join-failures:{pupil.pk}"
-    if cache.get(failures_key, 0) >= JOIN_FAILURES:
-        raise JoinRateLimited(
-            "too many wrong codes; wait a few minutes and ask your teacher for the code",
-            headers={"Retry-After": str(JOIN_FAILURE_WINDOW_S)},
-        )
+    join_failures_check(failures_key)
     code = "".join(str(code or "").split())
     session = None
     if len(code) == 6 and code.isdigit():
@@ -368,11 +363,7 @@ def live_session_join(*, pupil: User, code: str, now: datetime | None = None) ->
             .first()
         )
     if session is None:
-        if not cache.add(failures_key, 1, JOIN_FAILURE_WINDOW_S):
-            try:
-                cache.incr(failures_key)
-            except ValueError:  # expired between add and incr
-                cache.add(failures_key, 1, JOIN_FAILURE_WINDOW_S)
+        join_failure_record(failures_key)
         raise NotFound("no open session has this code: check it with your teacher", code="wrong_code")
     if session.state == State.ENDED:
         raise Conflict("this session has ended", code="session_closed")
