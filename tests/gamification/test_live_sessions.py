@@ -407,7 +407,7 @@ def test_a_round_reaches_every_pupils_socket_and_answers_come_back(lesson, teach
 
     async def until(communicator, event_type):
         while True:
-            message = await communicator.receive_json_from(timeout=10)
+            message = await communicator.receive_json_from(timeout=30)
             if message["type"] == event_type:
                 return message
 
