@@ -418,3 +418,26 @@ def test_a_card_holder_signs_in_and_joins_without_a_second_account(tom, biology)
         assert response.status_code == 200 and response.json()["user"]["id"] == member.pupil_id
     assert User.objects.filter(role=Role.PUPIL).count() == pupils
     assert ClassMember.objects.filter(pupil=member.pupil).count() == 2
+
+
+def test_accounts_made_by_joining_are_throttled_per_address(biology, monkeypatch):
+    from gamification.api.classrooms import JoinThrottle
+
+    monkeypatch.setattr(JoinThrottle, "THROTTLE_RATES", {**JoinThrottle.THROTTLE_RATES, "class_join": "2/hour"})
+    answers = [
+        APIClient().post("/api/v1/classes/join", {"code": biology.join_code}, format="json").status_code
+        for _ in range(3)
+    ]
+    assert answers == [201, 201, 429]
+    assert biology.members.count() == 2
+
+
+def test_retention_ends_an_old_membership_but_keeps_a_pupil_still_in_another_class(tom, biology):
+    chemistry = classroom_services.classroom_create(teacher=tom, name="Chemistry", retention_days=400)
+    ((member, _),) = roster(biology, "Ada")
+    classroom_services.classroom_join(classroom=chemistry, pupil=member.pupil)
+    ClassMember.objects.filter(pupil=member.pupil).update(joined_at=timezone.now() - timedelta(days=366))
+    assert classroom_services.memberships_expire() == 0
+    member.pupil.refresh_from_db()
+    assert member.pupil.is_active
+    assert list(ClassMember.objects.filter(pupil=member.pupil).values_list("classroom", flat=True)) == [chemistry.pk]
