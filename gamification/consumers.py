@@ -191,7 +191,8 @@ class PlayConsumer(AsyncJsonWebsocketConsumer):
 
     def _live_control_sync(self, content: dict) -> dict:
         session = live_sessions.live_session_get_for_teacher(user=self.scope["user"], session_id=_session_id(content))
-        params = live_api.ControlSerializer(data={k: v for k, v in content.items() if k in ("action", "participant")})
+        control = {k: v for k, v in content.items() if k in ("action", "participant")}
+        params = live_api.LiveControlSerializer(data=control)
         if not params.is_valid():
             raise DomainError("invalid control", fields=params.errors)
         session = live_sessions.live_session_control(

@@ -32,7 +32,7 @@ from .views import IDEMPOTENCY_HEADER, SubmitThrottle, _outcome_response
 # -- shapes ------------------------------------------------------------------------------------
 
 
-class OpenSerializer(StrictJSON, serializers.Serializer):
+class LiveOpenSerializer(StrictJSON, serializers.Serializer):
     classroom = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     campaign = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     round_seconds = serializers.IntegerField(
@@ -43,11 +43,11 @@ class OpenSerializer(StrictJSON, serializers.Serializer):
     )
 
 
-class JoinSerializer(StrictJSON, serializers.Serializer):
+class LiveJoinSerializer(StrictJSON, serializers.Serializer):
     code = serializers.CharField(max_length=20)
 
 
-class ControlSerializer(StrictJSON, serializers.Serializer):
+class LiveControlSerializer(StrictJSON, serializers.Serializer):
     action = serializers.ChoiceField(choices=live_sessions.Action)
     participant = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
 
@@ -185,9 +185,9 @@ def session_state_for(user, session_id) -> dict:
 class LiveSessionListView(APIView):
     """Open a live session (teachers, on one of their classes): it starts in its lobby."""
 
-    @extend_schema(request=OpenSerializer, responses={201: dict})
+    @extend_schema(request=LiveOpenSerializer, responses={201: dict})
     def post(self, request):
-        params = OpenSerializer(data=request.data)
+        params = LiveOpenSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
         classroom = classroom_get_for_teacher(teacher=request.user, classroom_id=data["classroom"])
@@ -208,9 +208,9 @@ class LiveSessionListView(APIView):
 class LiveSessionJoinView(APIView):
     """A pupil joins (or rejoins, keeping their answers) the open session with this code."""
 
-    @extend_schema(request=JoinSerializer, responses={200: dict})
+    @extend_schema(request=LiveJoinSerializer, responses={200: dict})
     def post(self, request):
-        params = JoinSerializer(data=request.data)
+        params = LiveJoinSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         session, participant = live_sessions.live_session_join(pupil=request.user, code=params.validated_data["code"])
         return Response(pupil_state(session, participant))
@@ -228,10 +228,10 @@ class LiveSessionControlView(APIView):
     """The teacher's buttons: ``start`` (the next round), ``pause``, ``resume``, ``skip``, ``end``,
     ``kick`` (with ``participant``)."""
 
-    @extend_schema(request=ControlSerializer, responses={200: dict})
+    @extend_schema(request=LiveControlSerializer, responses={200: dict})
     def post(self, request, session_id):
         session = live_sessions.live_session_get_for_teacher(user=request.user, session_id=session_id)
-        params = ControlSerializer(data=request.data)
+        params = LiveControlSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         session = live_sessions.live_session_control(
             session=session,
