@@ -25,8 +25,9 @@ if not REDIS_URL:
 else:
     CACHES = {"default": {**CACHES["default"], "KEY_PREFIX": "crowdseg-test"}}
 if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
-    # The real Celery worker of the service-bound tests opens the same test database.
-    DATABASES["default"]["TEST"] = {"NAME": "test_crowdseg"}
+    # The real Celery worker of the service-bound tests opens the same test database (its name
+    # comes from DATABASE_URL, so runs on different databases never drop each other's).
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}"}
     # pytest-django creates and drops the test database; pooled connections would hold it open.
     DATABASES["default"].get("OPTIONS", {}).pop("pool", None)
 else:

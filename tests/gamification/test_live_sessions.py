@@ -495,7 +495,9 @@ def test_a_researcher_makes_expert_outlines_teaching_material_in_the_admin(alice
     assert set(PracticeTask.objects.values_list("task_id", flat=True)) == game.gold_task_ids
 
 
-def test_pupils_rounds_settle_together_when_the_live_round_closes(lesson, teacher, django_capture_on_commit_callbacks):
+def test_pupils_rounds_settle_together_when_the_live_round_closes(
+    lesson, teacher, django_capture_on_commit_callbacks, celery_in_process
+):
     from gamification.models import Round
 
     campaign, classroom, pupils, practice_task, checks = lesson
