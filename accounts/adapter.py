@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.core import context
 from allauth.headless.adapter import DefaultHeadlessAdapter
+from django import forms
+
+from .models import Role
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -18,6 +22,14 @@ class AccountAdapter(DefaultAccountAdapter):
         if commit:
             user.save()
         return user
+
+    def clean_email(self, email: str) -> str:
+        # Data minimisation for children: a pupil's account holds no e-mail address, so none can
+        # be added to it (allauth's "add e-mail" and "change e-mail" both clean it here).
+        user = getattr(context.request, "user", None)
+        if user is not None and user.is_authenticated and user.role == Role.PUPIL:
+            raise forms.ValidationError("pupil accounts have no e-mail address")
+        return super().clean_email(email)
 
 
 class HeadlessAdapter(DefaultHeadlessAdapter):

@@ -32,6 +32,12 @@ class User(AbstractUser):
         indexes = [models.Index(fields=["role"])]
 
     def __str__(self) -> str:
+        """The username, except for pupils: their opaque rater id, so that no admin page, list or
+        log line a researcher reads shows a child's login name."""
+        if self.role == Role.PUPIL and self.pk is not None:
+            from .services import rater_id  # services import this module
+
+            return rater_id(self.pk)
         return self.username
 
     @property

@@ -127,3 +127,77 @@ def user_ensure(
         user.save()
         user_role_set(user=user, role=role)
     return user, created
+
+
+# -- pupils ------------------------------------------------------------------------------------
+
+# Things a child can read, recognise and type: a pupil's password is two of them and three digits.
+# Each maps to the symbol its login card draws beside the word (``gamification.classroom_files``).
+PICTURE_WORDS = {
+    "anchor": "\u2693", "castle": "\u265c", "cloud": "\u2601", "comet": "\u2604", "crown": "\u265b",
+    "cup": "\u2615", "dice": "\u2680", "feather": "\u2712", "flag": "\u2691", "flower": "\u273f",
+    "gear": "\u2699", "heart": "\u2665", "horse": "\u265e", "house": "\u2302", "letter": "\u2709",
+    "lightning": "\u26a1", "moon": "\u263e", "music": "\u266b", "pencil": "\u270e", "phone": "\u260e",
+    "plane": "\u2708", "scissors": "\u2702", "smile": "\u263a", "snowflake": "\u2744", "snowman": "\u2603",
+    "star": "\u2605", "sun": "\u2600", "umbrella": "\u2602",
+}  # fmt: skip
+
+
+def pupil_username_generate() -> str:
+    """A login name that says nothing about the child and is easy to type: ``otter4821``.
+
+    It is a credential, never shown to classmates (they see the pseudonym)."""
+    while True:
+        username = f"{secrets.choice(_NOUNS)}{secrets.randbelow(10000):04d}"
+        if not User.objects.filter(username__iexact=username).exists():
+            return username
+
+
+def pupil_password_generate() -> str:
+    """``moon-star-374``: two picture words and three digits (28 * 28 * 1000 = 784,000 passwords;
+    allauth limits failed sign-ins per account)."""
+    words = list(PICTURE_WORDS)
+    return f"{secrets.choice(words)}-{secrets.choice(words)}-{secrets.randbelow(1000):03d}"
+
+
+def pupil_create(*, password: str | None = None) -> User:
+    """A pupil account: a generated username and pseudonym, no e-mail, no date of birth, no real
+    name (the teacher's name for the pupil lives in their class, ``ClassMember.real_name``).
+
+    With ``password=None`` the pupil has no password (joined by code, signed in by their session);
+    the teacher can give them one with ``pupil_password_reset``."""
+    user = User(username=pupil_username_generate(), role=Role.PUPIL, email="")
+    user.pseudonym = pseudonym_generate()
+    if password is None:
+        user.set_unusable_password()
+    else:
+        user.set_password(password)
+    user.save()
+    return user
+
+
+def pupil_password_reset(*, pupil: User) -> str:
+    """Give the pupil a new picture-word password and return it (it is stored only hashed, so the
+    teacher prints or notes it now). Signs the pupil out everywhere."""
+    if pupil.role != Role.PUPIL:
+        raise Forbidden("only pupils' passwords are reset by their teacher", code="not_a_pupil")
+    password = pupil_password_generate()
+    pupil.set_password(password)
+    pupil.save(update_fields=["password"])
+    return password
+
+
+@transaction.atomic
+def user_anonymise(*, user: User) -> User:
+    """Erase what identifies ``user`` from their account row and close it.
+
+    The row stays so that research labels keep their annotator, known from then on only by
+    ``rater_id(user.pk)`` (the username becomes ``erased-<rater id>``). Signs them out: an inactive
+    user's sessions no longer authenticate."""
+    user.username = f"erased-{rater_id(user.pk)}"
+    user.first_name = user.last_name = user.email = user.pseudonym = ""
+    user.is_active = False
+    user.set_unusable_password()
+    user.save()
+    user.emailaddress_set.all().delete()
+    return user

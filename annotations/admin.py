@@ -349,6 +349,16 @@ class GoldStandardAdmin(ResearcherScopedAdmin):
     list_display = ["task", "area", "source", "created_by", "updated_at"]
     list_filter = ["source"]
     raw_id_fields = ["task", "created_by"]
+    actions = ["use_for_teaching"]
+
+    @admin.action(description="Use for teaching: show the outline to classes after live rounds (no longer a check)")
+    def use_for_teaching(self, request, queryset):
+        from gamification.live_sessions import practice_task_mark  # the game builds on annotations
+
+        golds = list(queryset.select_related("task"))
+        for gold in golds:
+            practice_task_mark(task=gold.task, by=request.user)
+        messages.success(request, f"{len(golds)} expert outlines are now practice images for live lessons.")
 
 
 @admin.register(FusedLabel)

@@ -56,21 +56,29 @@ def fusion_images(
     Votes of annotators who accepted the AI suggestion unchanged are marked anchored, those who
     edited it edited (the engine folds light edits into the model's vote). Gold
     standards anchor the estimates, except those of tasks in ``without_golds`` (held out, e.g. for
-    validating the dataset).
+    validating the dataset). A task's first ``fusion.MAX_VOTERS`` independent voters (anchored
+    votes count as one, the model's) make its label: a whole class drawing one image in a live
+    session gives it more annotations than the engine fuses; the later ones stay stored.
     """
     annotations = Annotation.objects.filter(task__label_class=label_class).select_related("task__image")
     if tasks is not None:
         annotations = annotations.filter(task__in=list(tasks))
     votes: dict[str, list[fusion.Vote]] = defaultdict(list)
     shapes: dict[str, tuple[int, int]] = {}
-    for annotation in annotations.order_by("task_id", "created_at"):
+    voters: dict[str, set] = defaultdict(set)
+    for annotation in annotations.order_by("task_id", "created_at", "pk"):
         key = str(annotation.task_id)
+        anchored = annotation.suggestion_use == SuggestionUse.ACCEPTED
+        voter = fusion.MODEL if anchored else annotation.annotator_id
+        if voter not in voters[key] and len(voters[key]) >= fusion.MAX_VOTERS:
+            continue
+        voters[key].add(voter)
         shapes[key] = (annotation.task.image.height, annotation.task.image.width)
         votes[key].append(
             fusion.Vote(
                 annotator=str(annotation.annotator_id),
                 mask=rle.decode(annotation.mask),
-                anchored=annotation.suggestion_use == SuggestionUse.ACCEPTED,
+                anchored=anchored,
                 edited=annotation.suggestion_use == SuggestionUse.EDITED,
             )
         )
@@ -132,7 +140,15 @@ def fusion_refresh(*, label_class: LabelClass, tasks: Iterable[Task] | None = No
 
 
 def _counts(images: list[fusion.FusionImage]) -> dict[str, int]:
-    return {image.key: len(image.votes) for image in images}
+    """Each image's annotations, fused or not (a task past ``fusion.MAX_VOTERS`` voters is up to
+    date once its label has seen them all)."""
+    counts = (
+        Annotation.objects.filter(task_id__in=[image.key for image in images])
+        .values("task_id")
+        .annotate(n=Count("pk"))
+        .values_list("task_id", "n")
+    )
+    return {str(task_id): n for task_id, n in counts}
 
 
 RELIABILITY_FIELDS = [

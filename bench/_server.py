@@ -122,6 +122,17 @@ class Server:
         return data["meta"]["session_token"]
 
 
+def worker_start(env: dict) -> subprocess.Popen:
+    """A Celery worker (one process, solo pool) on the server's settings."""
+    return subprocess.Popen(
+        [PYTHON, "-m", "celery", "-A", "crowdseg", "worker", "--pool=solo", "--loglevel=WARNING", "--without-gossip"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     k = (len(ordered) - 1) * pct / 100

@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import random
-import subprocess
 import sys
 import time
 import uuid
@@ -37,7 +36,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._aio import HttpClient, WebSocket  # noqa: E402
-from bench._server import PYTHON, ROOT, Server, percentile  # noqa: E402
+from bench._server import Server, percentile, worker_start  # noqa: E402
 from inference.engine import rle  # noqa: E402
 
 SETUP = """
@@ -269,23 +268,7 @@ def main() -> None:
                 "shell", stdin=SETUP.format(golds=20, unlabelled=100, volunteers=volunteers, fillers=fillers)
             ).splitlines()[-1]
         )
-        worker = subprocess.Popen(
-            [
-                PYTHON,
-                "-m",
-                "celery",
-                "-A",
-                "crowdseg",
-                "worker",
-                "--pool=solo",
-                "--loglevel=WARNING",
-                "--without-gossip",
-            ],
-            cwd=ROOT,
-            env=server.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        worker = worker_start(server.env)
         server.start(processes=args.processes)
         print(f"playing: {volunteers} volunteers for {seconds:.0f} s on {setup['images']} images ...", flush=True)
         tally, elapsed = asyncio.run(

@@ -10,7 +10,8 @@ Types: the game's ``score.settled``, ``badge.earned``, ``leaderboard.changed``, 
 rounds; the socket itself adds ``round.expiring`` a minute before a round's time is up; no event
 ever says whether a task was a gold check, nor is computed differently for one), and the researcher's
 ``job.progress`` for synthesis and validation jobs and ``export.progress`` for their exports (to the
-researcher who asked for the export only).
+researcher who asked for the export only), and the live sessions' ``live.*`` events
+(``gamification.live_sessions``), sent to a session's group rather than to one player.
 """
 
 from __future__ import annotations
@@ -30,18 +31,33 @@ def player_group(player_id: int) -> str:
     return f"player.{player_id}"
 
 
+def session_group(session_id) -> str:
+    """Every socket in a live session: its pupils', the teacher's and the projector's."""
+    return f"live.{session_id}"
+
+
+def staff_group(session_id) -> str:
+    """The teacher's and the projector's sockets of a live session (who joined, who left)."""
+    return f"live.{session_id}.staff"
+
+
 def publish(player_id: int, event_type: str, payload: dict) -> None:
     """Send ``{"type": event_type, **payload}`` to the player's sockets once the transaction commits."""
+    publish_group(player_group(player_id), event_type, payload)
+
+
+def publish_group(group: str, event_type: str, payload: dict) -> None:
+    """Send ``{"type": event_type, **payload}`` to a group's sockets once the transaction commits."""
     # Round-trip through JSON so datetimes and UUIDs travel as strings, like the REST answers.
     event = json.loads(json.dumps({"type": event_type, **payload}, cls=DjangoJSONEncoder))
-    transaction.on_commit(lambda: _send(player_id, event))
+    transaction.on_commit(lambda: _send(group, event))
 
 
-def _send(player_id: int, event: dict) -> None:
+def _send(group: str, event: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(player_group(player_id), {"type": "game.event", "event": event})
+        async_to_sync(layer.group_send)(group, {"type": "game.event", "event": event})
     except Exception:  # a notification must never fail the action that caused it
-        logger.exception("could not publish %s to player %s", event.get("type"), player_id)
+        logger.exception("could not publish %s to %s", event.get("type"), group)

@@ -5,6 +5,9 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from gamification.classroom_pages import class_join_page
+from gamification.pages import live_projector
+
 from . import media, play
 from .api import api_not_found, json_error_view
 from .health import HealthView, liveness
@@ -29,6 +32,8 @@ urlpatterns = [
     path("healthz", liveness, name="liveness"),
     path("play/", play.play, name="play"),
     path("play/sw.js", play.service_worker, name="play-service-worker"),
+    path("live/<uuid:session_id>/projector", live_projector, name="live-projector"),
+    path("join/<str:code>", class_join_page, name="class-join-page"),  # class join links and login cards' QR codes
 ]
 
 if settings.CROWDSEG_SERVE_MEDIA:

@@ -46,6 +46,8 @@ BADGES: tuple[Badge, ...] = (
 )
 
 BADGES_BY_CODE = {badge.code: badge for badge in BADGES}
+# Not offered to pupils, who have no streaks (ICO AADC: no pressure to come back every day).
+STREAK_BADGES = frozenset({"three-day-streak", "week-streak"})
 
 
 def badges_earned(stats: StatsSnapshot) -> list[Badge]:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -254,3 +256,183 @@ class PlayerFlag(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason} by {self.player}"
+
+
+# Join codes a child can type: no 0/O, 1/I/L, 5/S or 2/Z to mix up; compared case-insensitively.
+JOIN_CODE_ALPHABET = "ABCDEFGHJKMNPQRTUVWXY346789"
+JOIN_CODE_LENGTH = 6
+JOIN_CODE_DAYS = 14
+
+
+def join_code_generate() -> str:
+    """A fresh class join code: 6 characters of ``JOIN_CODE_ALPHABET`` (27**6, about 3.9e8 codes)."""
+    return "".join(secrets.choice(JOIN_CODE_ALPHABET) for _ in range(JOIN_CODE_LENGTH))
+
+
+def _join_code_expiry():
+    return timezone.now() + timedelta(days=JOIN_CODE_DAYS)
+
+
+class Classroom(models.Model):
+    """A teacher's class. Pupils join with ``join_code`` (until ``join_code_expires_at``; the
+    teacher can rotate it) or are added to the roster by the teacher. Everything a class holds about
+    its pupils is visible only to its teacher and, by pseudonym, to its pupils.
+
+    ``retention_days``: a pupil's personal data in this class is kept this many days after they
+    joined it; then the membership goes, and a pupil in no other class is erased
+    (``gamification.tasks.classrooms_enforce_retention``).
+    """
+
+    teacher = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="classrooms_taught")
+    name = models.CharField(max_length=120)
+    join_code = models.CharField(max_length=JOIN_CODE_LENGTH, unique=True, default=join_code_generate)
+    join_code_expires_at = models.DateTimeField(default=_join_code_expiry)
+    retention_days = models.PositiveIntegerField(
+        default=365, validators=[MinValueValidator(1), MaxValueValidator(3 * 365)], help_text="Days pupil data is kept"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["teacher", "created_at"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ClassMember(models.Model):
+    """A pupil in a class (a pupil may be in several). ``real_name`` is what the teacher calls
+    them, shown to the teacher only; everyone else sees the pupil's generated ``User.pseudonym``."""
+
+    classroom = models.ForeignKey(Classroom, on_delete=models.CASCADE, related_name="members")
+    pupil = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="class_memberships")
+    real_name = models.CharField(max_length=120, blank=True)
+    joined_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["classroom", "pupil"], name="class_member_unique")]
+        indexes = [models.Index(fields=["joined_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.pupil} in {self.classroom}"
+
+
+class Assignment(models.Model):
+    """A campaign set for a class: each pupil should submit ``target_tasks`` tasks by ``due_at``."""
+
+    classroom = models.ForeignKey(Classroom, on_delete=models.CASCADE, related_name="assignments")
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="assignments")
+    target_tasks = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(10_000)])
+    due_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["classroom", "campaign"], name="assignment_unique_campaign"),
+            models.CheckConstraint(condition=models.Q(target_tasks__gte=1), name="assignment_target_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign} for {self.classroom}"
+
+
+# -- live sessions -----------------------------------------------------------------------------
+
+
+class PracticeTask(models.Model):
+    """A task whose expert outline (its ``GoldStandard``) is teaching material: a class is shown it
+    over their fused mask after a live round. A practice task is never a hidden check
+    (``services.round_start`` hands it out as an ordinary task), so showing it gives no check away."""
+
+    task = models.OneToOneField(Task, on_delete=models.CASCADE, related_name="practice")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"practice task {self.task_id}"
+
+
+def _session_code() -> str:
+    return f"{secrets.randbelow(10**6):06d}"
+
+
+class LiveSession(models.Model):
+    """A lesson paced from the front of the room (``gamification.live_sessions``): pupils of
+    ``classroom`` join with ``code`` (6 digits, unique among sessions not ended), the teacher
+    starts each round for everyone at once, and the class's masks fuse into one label per round."""
+
+    class State(models.TextChoices):
+        LOBBY = "lobby", "Waiting for pupils"
+        ROUND = "round", "A round is running"
+        PAUSED = "paused", "A round is paused"
+        RESULTS = "results", "Showing a round's results"
+        ENDED = "ended", "Ended"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    classroom = models.ForeignKey("Classroom", on_delete=models.CASCADE, related_name="live_sessions")
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="live_sessions")
+    code = models.CharField(max_length=6, default=_session_code)
+    state = models.CharField(max_length=7, choices=State.choices, default=State.LOBBY)
+    round_seconds = models.PositiveSmallIntegerField(default=60, help_text="Time for each round, seconds")
+    capacity = models.PositiveSmallIntegerField(default=40, help_text="Pupils who may join")
+    paused_remaining_ms = models.PositiveIntegerField(null=True, blank=True, help_text="While paused")
+    created_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["code"], condition=~models.Q(state="ended"), name="live_session_open_code"),
+        ]
+
+    def __str__(self) -> str:
+        return f"live session {self.code} of {self.classroom}"
+
+
+class LiveParticipant(models.Model):
+    """A pupil who joined a live session; rejoining (a dropped phone) finds the same row."""
+
+    session = models.ForeignKey(LiveSession, on_delete=models.CASCADE, related_name="participants")
+    pupil = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="live_participations")
+    joined_at = models.DateTimeField(default=timezone.now)
+    kicked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["session", "pupil"], name="live_participant_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.pupil} in {self.session}"
+
+
+class LiveRound(models.Model):
+    """One image the whole class segments at once. ``result`` (once closed): the class's fused
+    label and each pupil's score against it (``live_sessions.live_round_close``)."""
+
+    session = models.ForeignKey(LiveSession, on_delete=models.CASCADE, related_name="rounds")
+    number = models.PositiveSmallIntegerField()
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="live_rounds")
+    started_at = models.DateTimeField()
+    ends_at = models.DateTimeField(help_text="Moves on resume after a pause")
+    closed_at = models.DateTimeField(null=True, blank=True)
+    skipped = models.BooleanField(default=False)
+    result = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["session", "number"], name="live_round_unique_number")]
+        ordering = ["number"]
+
+    def __str__(self) -> str:
+        return f"round {self.number} of {self.session}"
+
+
+class LiveAnswer(models.Model):
+    """A pupil's place in a live round: their own one-task game ``Round``, so an answer goes down
+    the ordinary submission path (durable, idempotent, fused with the crowd's)."""
+
+    live_round = models.ForeignKey(LiveRound, on_delete=models.CASCADE, related_name="answers")
+    participant = models.ForeignKey(LiveParticipant, on_delete=models.CASCADE, related_name="answers")
+    round = models.OneToOneField(Round, on_delete=models.CASCADE, related_name="live_answer")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["live_round", "participant"], name="live_answer_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.participant} in {self.live_round}"

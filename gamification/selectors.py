@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from django.db.models import Avg, Count, Exists, OuterRef, Prefetch, Q, QuerySet, prefetch_related_objects
 from django.utils.crypto import constant_time_compare
 
-from accounts.models import User
+from accounts.models import Role, User
 from annotations.selectors import datasets_for_researcher
 from crowdseg.errors import Forbidden, NotFound
 
 from . import scoring
 from .models import (
+    Assignment,
     Campaign,
     CampaignMember,
     CheckReport,
@@ -27,9 +28,14 @@ LEADERBOARD_TOP = 20
 
 
 def campaigns_for_player(*, user: User) -> QuerySet[Campaign]:
-    """Campaigns ``user`` can see: public ones, those they joined, and those on datasets they research."""
+    """Campaigns ``user`` can see: public ones, those they joined, and those on datasets they research.
+    Pupils see only the campaigns assigned to their classes (and those they joined)."""
     joined = CampaignMember.objects.filter(campaign=OuterRef("pk"), player=user)
-    visible = Q(visibility=Campaign.Visibility.PUBLIC) | Q(Exists(joined))
+    if user.role == Role.PUPIL:
+        assigned = Assignment.objects.filter(campaign=OuterRef("pk"), classroom__members__pupil=user)
+        visible = Q(Exists(assigned)) | Q(Exists(joined))
+    else:
+        visible = Q(visibility=Campaign.Visibility.PUBLIC) | Q(Exists(joined))
     if user.is_researcher:
         visible |= Q(dataset__in=datasets_for_researcher(user=user).values("pk"))
     return (

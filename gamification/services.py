@@ -41,7 +41,7 @@ from django.db.models import Count, F, Q, Subquery, Sum
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from accounts.models import User
+from accounts.models import Role, User
 from annotations import consensus
 from annotations.models import Annotation, Dataset, FusedLabel, GoldStandard, LabelClass, SuggestionUse, Task
 from annotations.selectors import dataset_is_researched_by
@@ -53,11 +53,13 @@ from inference.engine import rle
 
 from . import badges, progression, scoring
 from .models import (
+    Assignment,
     Campaign,
     CampaignMember,
     CheckReport,
     EarnedBadge,
     LeaderboardEntry,
+    LiveAnswer,
     PlayerFlag,
     PlayerStats,
     Round,
@@ -99,7 +101,12 @@ def campaign_create(*, owner: User, dataset: Dataset, name: str, label_classes: 
 
 @transaction.atomic
 def campaign_join(*, player: User, campaign: Campaign, invite_code: str = "") -> CampaignMember:
-    """Join ``campaign`` (idempotent). Invite-only campaigns need their code."""
+    """Join ``campaign`` (idempotent). Invite-only campaigns need their code; pupils join only
+    campaigns assigned to one of their classes, and need no code for those."""
+    if player.role == Role.PUPIL:
+        if not Assignment.objects.filter(campaign=campaign, classroom__members__pupil=player).exists():
+            raise NotFound(f"campaign {campaign.pk} not found")
+        invite_code = campaign.invite_code
     needs_code = campaign.visibility == Campaign.Visibility.INVITE and invite_code != campaign.invite_code
     if needs_code and not CampaignMember.objects.filter(campaign=campaign, player=player).exists():
         raise Forbidden("this campaign needs an invite code", code="invite_required")
@@ -185,11 +192,12 @@ def round_start(*, player: User, campaign: Campaign, now: datetime | None = None
         Task.objects.filter(label_class__in=campaign.label_classes.all())
         .exclude(image__in=seen_images)
         .annotate(assigned=Count("round_tasks"))
-        .values("id", "image_id", "assigned", "gold__id", "fused__gain", "fused__settled")
+        .values("id", "image_id", "assigned", "gold__id", "practice__id", "fused__gain", "fused__settled")
     )
     golds, candidates = set(), []
     for row in rows:
-        if row["gold__id"] is not None:
+        # A practice task's expert outline is shown in live sessions: it is never a hidden check.
+        if row["gold__id"] is not None and row["practice__id"] is None:
             golds.add(row["id"])
         candidates.append(
             Candidate(
@@ -408,10 +416,11 @@ def _submission_store(
 
     stats = _stats_for_update(player)
     stats.tasks_submitted += 1
-    today = progression.local_day(now, player.time_zone)
-    stats.streak = progression.streak_after(last_day=stats.last_played_day, streak=stats.streak, today=today)
-    stats.best_streak = max(stats.best_streak, stats.streak)
-    stats.last_played_day = max(today, stats.last_played_day or today)
+    if player.role != Role.PUPIL:  # children get no streaks to keep up (ICO AADC: no engagement nudges)
+        today = progression.local_day(now, player.time_zone)
+        stats.streak = progression.streak_after(last_day=stats.last_played_day, streak=stats.streak, today=today)
+        stats.best_streak = max(stats.best_streak, stats.streak)
+        stats.last_played_day = max(today, stats.last_played_day or today)
     if completed:
         Round.objects.filter(pk=game_round.pk).update(completed_at=now)
         stats.rounds_completed += 1
@@ -423,7 +432,10 @@ def _submission_store(
     if completed:
         events.publish(player.pk, "round.completed", {"round": str(game_round.id)})
     label_class_id, round_id = round_task.task.label_class_id, game_round.id
-    transaction.on_commit(lambda: _after_submit(label_class_id, round_id, completed))
+    # A live session's pupils' rounds settle together when the teacher's round closes
+    # (``live_sessions.live_round_close``): one job for the class, not one per pupil.
+    settle_now = completed and not LiveAnswer.objects.filter(round_id=game_round.pk).exists()
+    transaction.on_commit(lambda: _after_submit(label_class_id, round_id, settle_now))
     return submission
 
 
@@ -727,7 +739,10 @@ def leaderboard_boards(campaign: Campaign | None, now: datetime) -> list[str]:
 
 
 def leaderboard_add(*, player: User, campaign: Campaign | None, points: int, now: datetime) -> None:
-    """Add settled points to every board the player is on (atomic increments, safe concurrently)."""
+    """Add settled points to every board the player is on (atomic increments, safe concurrently).
+    Pupils are on no board: their points count in their class only."""
+    if player.role == Role.PUPIL:
+        return
     for board in leaderboard_boards(campaign, now):
         if LeaderboardEntry.objects.filter(board=board, player=player).update(points=F("points") + points):
             continue

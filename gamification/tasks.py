@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from . import services
+from . import classroom_services, services
 from .models import Campaign, Round
 
 
@@ -31,3 +31,27 @@ def round_settle(round_id: str) -> None:
 def rounds_settle_expired() -> int:
     """Periodic (celery beat, every minute): settle rounds whose time ran out."""
     return services.rounds_settle_expired()
+
+
+@shared_task(ignore_result=True)
+def classrooms_enforce_retention() -> int:
+    """Periodic (celery beat, hourly): end class memberships past their class's retention period
+    and erase pupils left in no class."""
+    return classroom_services.memberships_expire()
+
+
+@shared_task(ignore_result=True)
+def live_round_close(live_round_id: int) -> bool:
+    """A live round's time is up: close it unless the teacher paused, skipped or closed it."""
+    from . import live_sessions
+
+    return live_sessions.live_round_close_due(live_round_id=live_round_id)
+
+
+@shared_task(ignore_result=True)
+def live_round_settle(live_round_id: int) -> int:
+    """A live round closed: settle its pupils' one-task rounds, as any finished round settles."""
+    rounds = Round.objects.filter(live_answer__live_round_id=live_round_id, settled=False).select_related("campaign")
+    for game_round in rounds:
+        services.round_settle(game_round=game_round)
+    return len(rounds)

@@ -104,6 +104,7 @@ elif env_int("DATABASE_POOL_SIZE", 16) > 0 and not DATABASES["default"]["CONN_MA
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL") or ""
+CHANNEL_LAYER_READ_TIMEOUT_S = 30  # well above channels-redis's 5 s blocking pop
 
 if REDIS_URL:
     CACHES = {
@@ -118,11 +119,21 @@ if REDIS_URL:
         }
     }
     # redis-py caps a pool at 100 connections, and every socket's join borrows one: a burst of
-    # players opening the app would get "Too many connections".
+    # players opening the app would get "Too many connections". Its default read timeout (5 s)
+    # equals the layer's blocking pop (BZPOPMIN, 5 s): on a busy server the empty answer arrives
+    # a moment late, the read times out and the socket waiting on the layer is closed.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "max_connections": env_int("REDIS_MAX_CONNECTIONS", 1000)}]},
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "max_connections": env_int("REDIS_MAX_CONNECTIONS", 1000),
+                        "socket_timeout": CHANNEL_LAYER_READ_TIMEOUT_S,
+                    }
+                ]
+            },
         }
     }
     # Every app request looks its session token up: from Redis, falling back to the database.
@@ -155,6 +166,8 @@ CELERY_BEAT_SCHEDULE = {
     "jobs-resume-stale": {"task": "synthesis.tasks.jobs_resume_stale", "schedule": 120.0},
     # Export files whose download link expired are removed.
     "exports-expire": {"task": "annotations.tasks.exports_expire", "schedule": 3600.0},
+    # Pupils' data past their class's retention period is erased (ICO Age Appropriate Design Code).
+    "classrooms-enforce-retention": {"task": "gamification.tasks.classrooms_enforce_retention", "schedule": 3600.0},
 }
 
 # The game's task choice (gamification.services.rank_by_need's signature); active sampling plugs in here.
@@ -206,6 +219,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_THROTTLE_RATES": {
         "guest": "10/hour",
+        "class_join": env("CROWDSEG_CLASS_JOIN_RATE") or "120/hour",  # per address: a class joins from one
         "import": "60/hour",
         "suggest": env("CROWDSEG_SUGGEST_RATE") or "600/min",
         "rounds": env("CROWDSEG_ROUND_RATE") or "120/hour",

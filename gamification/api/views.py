@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
+from accounts.models import Role
 from annotations.selectors import dataset_get_for_researcher, dataset_is_researched_by
 from crowdseg.errors import DomainError, Forbidden
 from gamification import badges, progression, selectors, services
@@ -22,6 +23,10 @@ from .serializers import (
     JoinSerializer,
     SubmissionSerializer,
     round_data,
+)
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=True, pattern=IDEMPOTENCY_KEY.pattern
 )
 
 
@@ -111,11 +116,7 @@ class SubmitView(APIView):
 
     @extend_schema(
         request=SubmissionSerializer,
-        parameters=[
-            OpenApiParameter(
-                "Idempotency-Key", str, OpenApiParameter.HEADER, required=True, pattern=IDEMPOTENCY_KEY.pattern
-            )
-        ],
+        parameters=[IDEMPOTENCY_HEADER],
         responses={201: dict},
     )
     def post(self, request, round_id, task_id):
@@ -177,28 +178,32 @@ def _batch_item(user, item: dict) -> dict:
 
 
 class MyGameView(APIView):
-    """Your progression: XP, level, streaks, badges and counts."""
+    """Your progression: XP, level, streaks, badges and counts. Pupils get no streaks and no
+    streak badges: nothing that presses a child to come back every day."""
 
     @extend_schema(responses={200: dict})
     def get(self, request):
         stats = selectors.player_stats(user=request.user)
         earned = {b.code: b.earned_at for b in EarnedBadge.objects.filter(player=request.user)}
-        return Response(
-            {
-                "pseudonym": request.user.pseudonym,
-                "xp": stats.xp,
-                "level": stats.level,
-                "xp_for_next_level": progression.xp_for_level(stats.level + 1),
-                "streak": stats.streak,
-                "best_streak": stats.best_streak,
-                "rounds_completed": stats.rounds_completed,
-                "tasks_submitted": stats.tasks_submitted,
-                "badges": [
-                    {"code": b.code, "name": b.name, "description": b.description, "earned_at": earned.get(b.code)}
-                    for b in badges.BADGES
-                ],
-            }
-        )
+        pupil = request.user.role == Role.PUPIL
+        body = {
+            "pseudonym": request.user.pseudonym,
+            "xp": stats.xp,
+            "level": stats.level,
+            "xp_for_next_level": progression.xp_for_level(stats.level + 1),
+            "streak": stats.streak,
+            "best_streak": stats.best_streak,
+            "rounds_completed": stats.rounds_completed,
+            "tasks_submitted": stats.tasks_submitted,
+            "badges": [
+                {"code": b.code, "name": b.name, "description": b.description, "earned_at": earned.get(b.code)}
+                for b in badges.BADGES
+                if not (pupil and b.code in badges.STREAK_BADGES)
+            ],
+        }
+        if pupil:
+            del body["streak"], body["best_streak"]
+        return Response(body)
 
 
 class LeaderboardView(APIView):

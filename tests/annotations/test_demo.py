@@ -10,10 +10,11 @@ import pytest
 from django.core.management import call_command
 
 from accounts.models import User
-from annotations.demo import DICOM_DATASET, MNI_DATASET
+from annotations.demo import DEMO_PASSWORD, DICOM_DATASET, MNI_DATASET
 from annotations.io.samples import mni_path
 from annotations.models import Dataset, GoldStandard, Image, Task
-from gamification.models import Campaign
+from gamification.demo import DEMO_CAMPAIGN, DEMO_PRACTICE_CAMPAIGN
+from gamification.models import Campaign, Classroom, PracticeTask
 from inference.engine import rle
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -32,8 +33,17 @@ def test_demo_loads_real_images_with_golds_and_twice_changes_nothing():
     assert mni.images.count() == 6
     assert GoldStandard.objects.filter(task__image__dataset=mni).count() == 8  # white + grey matter of 4
     assert Dataset.objects.get(name=DICOM_DATASET).images.filter(modality="CT").exists()
-    campaign = Campaign.objects.get()
+    campaign = Campaign.objects.get(name=DEMO_CAMPAIGN)
     assert campaign.dataset == mni and campaign.label_classes.count() == 2
+    # Tom's class, with pupils who sign in with the demo password, and its practice campaign.
+    classroom = Classroom.objects.get(name="Year 9 Biology", teacher__username="tom")
+    assert classroom.members.count() == 6
+    pupil = classroom.members.get(real_name="Ada").pupil
+    assert pupil.role == "pupil" and pupil.email == "" and pupil.check_password(DEMO_PASSWORD)
+    (assignment,) = classroom.assignments.all()
+    assert assignment.campaign.name == DEMO_PRACTICE_CAMPAIGN
+    assert PracticeTask.objects.filter(task__label_class__campaigns=assignment.campaign).count() == 4
+    assert "Year 9 Biology" in out.getvalue()
 
     call_command("load_demo", "--mni-slices", "4", "--mni-unlabelled", "2", stdout=io.StringIO())
     assert counts() == first

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from inference.engine import rle
@@ -51,6 +53,7 @@ RESEARCHERS = frozenset({"other_researcher", "collaborator", "owner"})
 HERS = frozenset({"collaborator", "owner"})  # who researches Alice's dataset
 ADMIN_USERS = RESEARCHERS | {"staff"}
 ANY = None  # no expectation: pages that are the same for everyone (login, translations)
+TEACHER = frozenset({"teacher"})  # Tom, whose class holds the pupil persona (Pia) and her classmate
 
 # -- the API: (URL name, method) -> who may --------------------------------------------------
 API = {
@@ -92,6 +95,36 @@ API = {
     ("export-detail", "GET"): HERS,
     ("export-cancel", "POST"): HERS,
     ("export-download", "GET"): frozenset({"owner"}),  # Alice asked for it: her link alone
+    # classrooms: Tom's class; another teacher's class is not found
+    ("class-list", "GET"): TEACHER,
+    ("class-list", "POST"): TEACHER,
+    ("class-join", "POST"): frozenset({"anonymous", "pupil"}),  # with the right code: pupil accounts only
+    ("class-detail", "GET"): TEACHER,
+    ("class-detail", "PATCH"): TEACHER,
+    ("class-detail", "DELETE"): TEACHER,
+    ("class-join-code", "POST"): TEACHER,
+    ("class-pupils", "GET"): TEACHER,
+    ("class-pupils", "POST"): TEACHER,
+    ("class-pupil", "PATCH"): TEACHER,
+    ("class-pupil", "DELETE"): TEACHER,
+    ("class-pupil-password", "POST"): TEACHER,
+    ("class-pupil-move", "POST"): TEACHER,
+    ("class-login-cards", "POST"): TEACHER,
+    ("class-assignments", "GET"): TEACHER,
+    ("class-assignments", "POST"): TEACHER,
+    ("class-assignment", "GET"): TEACHER,
+    ("class-assignment", "DELETE"): TEACHER,
+    ("class-assignment-export", "GET"): TEACHER,
+    ("my-classes", "GET"): SIGNED_IN,  # one's own classes (none but the pupil's)
+    ("my-data", "GET"): SIGNED_IN,
+    # live sessions: Tom's session for his class, which Pia joined; round 1 is running
+    ("live-session-list", "POST"): TEACHER,
+    ("live-session-join", "POST"): frozenset({"pupil"}),  # the session's code: only its class gets in
+    ("live-session-detail", "GET"): TEACHER | {"pupil"},
+    ("live-session-control", "POST"): TEACHER,
+    ("live-session-submit", "POST"): frozenset({"pupil"}),
+    ("live-session-overlay", "GET"): TEACHER,
+    ("live-session-report", "GET"): TEACHER,
 }
 
 # -- everything else outside the admin and allauth's own routes: URL name -> who may ---------------
@@ -100,6 +133,8 @@ PAGES = {
     "play": EVERYONE,  # the web client's shell: no data until the app signs in
     "play-service-worker": EVERYONE,
     "media": HERS,  # the display image of Alice's task (and players whose round holds it)
+    "live-projector": TEACHER,  # signed out: 401 with a sign-in form
+    "class-join-page": EVERYONE,  # a form, the same for any code
 }
 
 # -- the admin: per model, who may open each standard page of Alice's object -----------------
@@ -149,7 +184,13 @@ ADMIN_PAGES = {
 }
 
 # -- the game's WebSocket: message type -> who gets an answer about Alice's task -----------------
-WS_MESSAGES = {"suggest": HERS}
+WS_MESSAGES = {
+    "suggest": HERS,
+    "live.join": frozenset({"pupil"}),
+    "live.watch": TEACHER | {"pupil"},
+    "live.control": TEACHER,
+    "live.submit": frozenset({"pupil"}),
+}
 
 
 @dataclass
@@ -159,6 +200,7 @@ class World:
     secrets: list[str]
     objects: dict  # "app.model" -> Alice's object of that model, for the admin's pages
     bodies: dict = field(default_factory=dict)
+    class_secrets: list[str] = field(default_factory=list)  # what only Tom, the teacher, may see
 
 
 @pytest.fixture
@@ -266,6 +308,31 @@ def world(settings, medsam_model_dir):  # noqa: F811
         "object_id": 1,
     }
     secrets = [private.name, "zz-private-class", dataset.description, invite.name, invite.invite_code]
+    # Tom's class: Pia (the pupil persona) and her classmate, whom only Tom may see.
+    from gamification import classroom_services
+
+    classroom = classroom_services.classroom_create(teacher=users["teacher"], name="Year 9 Biology")
+    other_class = classroom_services.classroom_create(teacher=users["teacher"], name="Year 10 Biology")
+    classroom_services.classroom_join(classroom=classroom, pupil=users["pupil"])
+    ((classmate, _),) = classroom_services.roster_add(classroom=classroom, names=["zz-classmate-real-name"])
+    assignment = classroom_services.assignment_create(
+        classroom=classroom, campaign=public, target_tasks=5, due_at=timezone.now() + timedelta(days=7)
+    )
+    ids |= {
+        "classroom_id": classroom.pk,
+        "pupil_id": classmate.pupil_id,
+        "assignment_id": assignment.pk,
+        "file_format": "csv",
+    }
+    # Tom's live session: Pia and her classmate joined, round 1 runs.
+    from gamification import live_sessions
+
+    session = live_sessions.live_session_open(teacher=users["teacher"], classroom=classroom, campaign=public)
+    live_sessions.live_session_join(pupil=users["pupil"], code=session.code)
+    live_sessions.live_session_join(pupil=classmate.pupil, code=session.code)
+    live_sessions.live_session_control(session=session, action="start")
+    ids |= {"session_id": session.pk, "number": 1}
+    class_secrets = ["zz-classmate-real-name", classmate.pupil.username, classmate.pupil.pseudonym, classroom.join_code]
     submit = {"rle": rle.encode(gold), "time_spent_ms": 9000, "suggestion_use": "none"}
     bodies = {
         ("guest-create", "POST"): {"client": "app"},
@@ -284,8 +351,29 @@ def world(settings, medsam_model_dir):  # noqa: F811
         },
         ("dataset-jobs", "POST"): {"kind": "validation"},
         ("dataset-exports", "POST"): {"formats": ["coco"], "label_classes": [label_class.pk]},
+        ("class-list", "POST"): {"name": "a new class"},
+        ("live-session-list", "POST"): {"classroom": classroom.pk, "campaign": public.pk},
+        ("live-session-join", "POST"): {"code": session.code},
+        ("live-session-control", "POST"): {"action": "pause"},
+        ("live-session-submit", "POST"): submit,
+        # the game's WebSocket messages, beyond the suggestion's task and box
+        ("ws", "live.join"): {"code": session.code},
+        ("ws", "live.watch"): {"session": str(session.pk)},
+        ("ws", "live.control"): {"session": str(session.pk), "action": "pause"},
+        ("ws", "live.submit"): {**submit, "session": str(session.pk), "round": 1, "idempotency_key": "ws-key-0001"},
+        ("class-join", "POST"): {"code": classroom.join_code},
+        ("class-detail", "PATCH"): {"name": "renamed"},
+        ("class-pupils", "POST"): {"names": ["a new pupil"]},
+        ("class-pupil", "PATCH"): {"real_name": "renamed"},
+        ("class-pupil-move", "POST"): {"to": other_class.pk},
+        ("class-login-cards", "POST"): {},
+        ("class-assignments", "POST"): {
+            "campaign": public.pk,  # assigned already: Tom gets past authorisation to a 409
+            "target_tasks": 3,
+            "due_at": (timezone.now() + timedelta(days=3)).isoformat(),
+        },
     }
-    return World(users=users, ids=ids, secrets=secrets, objects=objects, bodies=bodies)
+    return World(users=users, ids=ids, secrets=secrets, objects=objects, bodies=bodies, class_secrets=class_secrets)
 
 
 # -- walking the resolver ----------------------------------------------------------------------
@@ -396,16 +484,16 @@ def _api_call(world: World, persona: str, name: str, method: str, url: str):
 
         upload = SimpleUploadedFile("new.png", png_bytes(), content_type="image/png")
         return client.post(url, {"files": [upload]}, format="multipart")
-    headers = {"HTTP_IDEMPOTENCY_KEY": f"key-{uuid.uuid4().hex[:16]}"} if name == "round-submit" else {}
+    submits = ("round-submit", "live-session-submit")
+    headers = {"HTTP_IDEMPOTENCY_KEY": f"key-{uuid.uuid4().hex[:16]}"} if name in submits else {}
     return getattr(client, method.lower())(url, body, format="json", **headers)
 
 
 def _leaks(world: World, persona: str, response) -> list[str]:
-    if persona in HERS:
-        return []
+    secrets = ([] if persona in HERS else world.secrets) + ([] if persona in TEACHER else world.class_secrets)
     content = b"".join(response.streaming_content) if response.streaming else response.content
     text = content.decode("utf-8", "replace")
-    return [secret for secret in world.secrets if secret in text]
+    return [secret for secret in secrets if secret in text]
 
 
 def test_the_api_matrix(world):
@@ -432,7 +520,12 @@ def test_the_api_matrix(world):
 
 
 def test_the_pages_matrix(world):
-    urls = {"liveness": reverse("liveness"), "media": world.ids["display_url"]}
+    urls = {
+        "liveness": reverse("liveness"),
+        "media": world.ids["display_url"],
+        "live-projector": reverse("live-projector", args=[world.ids["session_id"]]),
+        "class-join-page": reverse("class-join-page", args=["K7MQ3X"]),
+    }
     failures = []
     for name, url in urls.items():
         for persona in PERSONAS:
@@ -525,12 +618,15 @@ def test_the_websocket_matrix(world):
             return None
         await communicator.send_json_to(message)
         answer = await communicator.receive_json_from(timeout=30)
+        while answer.get("id") != message["id"]:  # an event (a live round expiring), not the answer
+            answer = await communicator.receive_json_from(timeout=30)
         await communicator.disconnect()
         return answer
 
     failures = []
     for message_type, allowed_personas in WS_MESSAGES.items():
         message = {"type": message_type, "id": "m1", "task": str(world.ids["task_id"]), "box": [5, 5, 40, 30]}
+        message |= world.bodies.get(("ws", message_type), {})
         for persona in PERSONAS:
             cache_clear()
             answer = asyncio.run(exchange(world.users[persona], message))

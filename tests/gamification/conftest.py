@@ -69,3 +69,45 @@ def backdate(game_round, seconds: int = 600) -> None:
     """Pretend the round started ``seconds`` ago, so reported drawing times are plausible."""
     game_round.created_at -= timedelta(seconds=seconds)
     game_round.save(update_fields=["created_at"])
+
+
+# -- classrooms --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tom(db) -> User:
+    """A teacher."""
+    return UserFactory(username="tom", role="teacher")
+
+
+@pytest.fixture
+def biology(tom):
+    """Tom's class."""
+    from gamification import classroom_services
+
+    return classroom_services.classroom_create(teacher=tom, name="Year 9 Biology")
+
+
+def roster(classroom, *names: str) -> list:
+    """New pupils in ``classroom``: [(membership, password)]."""
+    from gamification import classroom_services
+
+    return classroom_services.roster_add(classroom=classroom, names=list(names))
+
+
+def play(pupil: User, campaign: Campaign, key: str = "pupil-key-0001") -> int:
+    """The pupil plays one task of ``campaign`` (8 s of drawing); returns the annotation's id."""
+    from annotations.models import Annotation
+
+    services.campaign_join(player=pupil, campaign=campaign)
+    game_round = services.round_start(player=pupil, campaign=campaign)
+    backdate(game_round)
+    outcome = services.submission_submit(
+        player=pupil,
+        round_id=game_round.id,
+        task_id=game_round.round_tasks.first().task_id,
+        data=submission_body(square(5, 5, 30, 30)),
+        idempotency_key=key,
+    )
+    assert outcome.status == 201
+    return Annotation.objects.filter(annotator=pupil).latest("created_at").pk

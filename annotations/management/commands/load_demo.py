@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand
 
 from annotations.demo import DEMO_PASSWORD, demo_load
-from gamification.demo import demo_campaign_load
+from gamification.demo import DEMO_PUPILS, demo_campaign_load, demo_classroom_load
 
 
 class Command(BaseCommand):
@@ -21,3 +21,8 @@ class Command(BaseCommand):
         self.stdout.write(f"demo accounts (password for all: {DEMO_PASSWORD}):")
         for username, role, created in summary.users:
             self.stdout.write(f"  {username:<8} {role:<11} {'created' if created else 'already there'}")
+        classroom = demo_classroom_load()
+        self.stdout.write(
+            f"demo class: {classroom.name!r} of {classroom.teacher.username}, join code {classroom.join_code} "
+            f"(until {classroom.join_code_expires_at:%Y-%m-%d}); pupils pupil1..pupil{len(DEMO_PUPILS)}, same password"
+        )
