@@ -269,14 +269,14 @@ def test_progress_is_announced_to_the_requester(brain, researchers, monkeypatch,
     from crowdseg import events
 
     sent = []
-    monkeypatch.setattr(events, "_send", lambda player_id, event: sent.append((player_id, event)))
+    monkeypatch.setattr(events, "_send", lambda group, event: sent.append((group, event)))
     dataset, _ = brain
     job = services.export_start(
         dataset=dataset, requested_by=researchers[1], formats=["coco"], label_class_ids=tissue(dataset), enqueue=False
     )
     with django_capture_on_commit_callbacks(execute=True):
         services.export_run(job_id=job.pk)
-    assert {p for p, _ in sent} == {researchers[1].pk}
+    assert {g for g, _ in sent} == {events.player_group(researchers[1].pk)}
     kinds = [(e["type"], e["status"], e.get("done")) for _, e in sent]
     assert kinds[0] == ("export.progress", "running", 0)
     assert ("export.progress", "running", 6) in kinds and kinds[-1] == ("export.progress", "done", None)

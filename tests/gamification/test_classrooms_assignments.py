@@ -233,4 +233,5 @@ def test_researchers_see_a_pupil_only_as_an_opaque_rater_id(tom, biology, campai
         "/admin/annotations/annotatorreliability/", {"action": "download_csv", "_selected_action": [reliability.pk]}
     )
     row = list(csv.DictReader(io.StringIO(exported.content.decode())))[0]
-    assert row["annotator"] == rater_id(ada.pupil.pk) and row["pseudonym"] == ""
+    assert row["rater"] == rater_id(ada.pupil.pk)  # everyone's row: the rater id and nothing else of them
+    assert ada.pupil.username not in exported.content.decode() and ada.pupil.pseudonym not in exported.content.decode()
