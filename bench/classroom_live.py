@@ -228,11 +228,12 @@ async def teacher(port, klass, rounds, round_seconds, stagger, tally: Tally, rng
     inbox = Inbox(await open_socket(port, klass["teacher"]))
     _, watched = await inbox.answer({"type": "live.watch", "id": "watch", "session": klass["session"]})
     # The teacher waits for the class (the projector shows who joined), then starts when ready.
-    present = len(watched["state"]["participants"])
+    # A pupil joining as the screen opens may be in the state and heard too: count each once.
+    present = {p["id"] for p in watched["state"]["participants"]}
     try:
-        while present < len(klass["pupils"]):
-            await inbox.event("live.joined", timeout=60)
-            present += 1
+        while len(present) < len(klass["pupils"]):
+            _, joined = await inbox.event("live.joined", timeout=60)
+            present.add(joined["participant"])
     except TimeoutError:
         tally.error("class not all in")
     await asyncio.sleep(stagger)

@@ -165,27 +165,32 @@ class PlayConsumer(AsyncJsonWebsocketConsumer):
 
     # -- live sessions: the socket joins the session's groups; the services announce the rest ---
 
+    # Joining and watching follow the session's groups *before* reading its state: an event sent
+    # in between (the teacher starting the round as a phone joins, a pupil joining as the
+    # projector opens) is then in the state, or heard, or both; never lost to this screen.
+
     async def _live_join(self, content: dict) -> dict:
         """A pupil joins (or rejoins) with the session's code: ``{"code": "123456"}``."""
-        state = await self._live_join_state(content.get("code"))
-        await self._live_follow(events.session_group(state["id"]))
-        return {"state": state}
+        session_id = await self._live_join_session(content.get("code"))
+        await self._live_follow(events.session_group(session_id))
+        return {"state": await database_sync_to_async(live_api.session_state_for)(self.scope["user"], session_id)}
 
     @database_sync_to_async
-    def _live_join_state(self, code) -> dict:
+    def _live_join_session(self, code) -> str:
         if not isinstance(code, str):
             raise DomainError("code must be the session's 6 digits", fields={"code": ["required"]})
-        session, participant = live_sessions.live_session_join(pupil=self.scope["user"], code=code)
-        return live_api.pupil_state(session, participant)
+        session, _ = live_sessions.live_session_join(pupil=self.scope["user"], code=code)
+        return str(session.pk)
 
     async def _live_watch(self, content: dict) -> dict:
         """The teacher's screen or a pupil's reconnected phone follows a session: ``{"session": id}``."""
         session_id = _session_id(content)
-        state = await database_sync_to_async(live_api.session_state_for)(self.scope["user"], session_id)
+        read = database_sync_to_async(live_api.session_state_for)
+        teachers = "code" in await read(self.scope["user"], session_id)  # NotFound for anyone else
         await self._live_follow(events.session_group(session_id))
-        if "code" in state:  # the teacher's view: who joins and leaves too
+        if teachers:  # the teacher's view: who joins and leaves too
             await self._live_follow(events.staff_group(session_id))
-        return {"state": state}
+        return {"state": await read(self.scope["user"], session_id)}
 
     async def _live_control(self, content: dict) -> dict:
         """The teacher's buttons: ``{"session": id, "action": "start", "participant": 12}``."""

@@ -515,3 +515,71 @@ def test_pupils_rounds_settle_together_when_the_live_round_closes(
     with django_capture_on_commit_callbacks(execute=True):
         client_for(teacher).get(f"/api/v1/live-sessions/{session['id']}")  # the projector's read closes it
     assert rounds.filter(settled=True).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_socket_misses_nothing_said_while_it_joins_or_watches(lesson, teacher, monkeypatch):
+    """The teacher starts the round just as a phone's join is answered, a pupil joins just as the
+    projector's state is read: each screen has it in its state or hears it (before the fix, the
+    socket followed the session only after reading its state, and the event was lost)."""
+    from asgiref.sync import async_to_sync
+    from channels.testing import WebsocketCommunicator
+
+    from crowdseg.asgi import application
+    from gamification.api import live_sessions as live_api
+
+    campaign, classroom, pupils, practice_task, checks = lesson
+    session = live_sessions.live_session_open(teacher=teacher, classroom=classroom, campaign=campaign)
+    for pupil in pupils[:2]:
+        live_sessions.live_session_join(pupil=pupil, code=session.code)
+    teacher_state, pupil_state = live_api.teacher_state, live_api.pupil_state
+    once = {"teacher": True, "pupil": True}
+
+    def teacher_state_then_a_pupil_joins(session_):
+        state = teacher_state(session_)
+        if once.pop("teacher", False):
+            live_sessions.live_session_join(pupil=pupils[2], code=session.code)
+        return state
+
+    def pupil_state_then_the_round_starts(session_, participant, request=None):
+        state = pupil_state(session_, participant, request)
+        if once.pop("pupil", False):
+            live_sessions.live_session_control(session=LiveSession.objects.get(pk=session.pk), action="start")
+        return state
+
+    monkeypatch.setattr(live_api, "teacher_state", teacher_state_then_a_pupil_joins)
+    monkeypatch.setattr(live_api, "pupil_state", pupil_state_then_the_round_starts)
+
+    async def socket(user):
+        communicator = WebsocketCommunicator(application, "/ws/v1/play", headers=[(b"origin", b"http://localhost")])
+        communicator.scope["user"] = user
+        assert (await communicator.connect())[0]
+        return communicator
+
+    async def answer_and_events(communicator, request) -> tuple[dict, list[dict]]:
+        await communicator.send_json_to(request)
+        answer, heard = None, []
+        while answer is None or not await communicator.receive_nothing(timeout=0.5):
+            message = await communicator.receive_json_from(timeout=30)
+            if message.get("id") == request["id"]:
+                answer = message
+            else:
+                heard.append(message)
+        return answer, heard
+
+    async def screens():
+        board = await socket(teacher)
+        watched, heard = await answer_and_events(board, {"type": "live.watch", "id": "w", "session": str(session.pk)})
+        in_state = {p["pseudonym"] for p in watched["state"]["participants"]}
+        joined = {e["pseudonym"] for e in heard if e["type"] == "live.joined"}
+        assert pupils[2].pseudonym in in_state | joined
+
+        phone = await socket(pupils[3])
+        state, heard = await answer_and_events(phone, {"type": "live.join", "id": "j", "code": session.code})
+        current = state["state"]["current_round"]
+        started = [e for e in heard if e["type"] == "live.round_started"]
+        assert (current and current["round"] == 1) or [e["round"] for e in started] == [1]
+        for communicator in (board, phone):
+            await communicator.disconnect()
+
+    async_to_sync(screens)()
