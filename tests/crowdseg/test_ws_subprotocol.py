@@ -24,8 +24,9 @@ def handshake(protocols: list[str], headers=None) -> tuple[bool, object]:
             subprotocols=protocols,
         )
         connected, detail = await communicator.connect()
-        if connected:
-            await communicator.disconnect()
+        # Refused or not, end the application's instance: left running, its channel-layer read
+        # (Redis, on the real stack) could outlive asyncio.run's cancellation and hang the test.
+        await communicator.disconnect()
         return connected, detail
 
     return asyncio.run(connect())
