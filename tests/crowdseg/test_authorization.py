@@ -615,6 +615,7 @@ def test_the_websocket_matrix(world):
         communicator.scope["user"] = user or AnonymousUser()
         connected, _ = await communicator.connect()
         if not connected:
+            await communicator.disconnect()  # see tests/crowdseg/test_ws_subprotocol.py
             return None
         await communicator.send_json_to(message)
         answer = await communicator.receive_json_from(timeout=30)

@@ -69,6 +69,7 @@ def test_socket_refuses_anonymous_players():
     async def connect():
         communicator = WebsocketCommunicator(application, "/ws/v1/play", headers=[(b"origin", b"http://localhost")])
         connected, code = await communicator.connect()
+        await communicator.disconnect()  # see tests/crowdseg/test_ws_subprotocol.py
         return connected, code
 
     connected, code = async_to_sync(connect)()
