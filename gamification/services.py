@@ -30,14 +30,14 @@ import json
 import logging
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
 import numpy as np
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q, Subquery, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -308,13 +308,13 @@ def submission_submit(
             # Under the lock, in a statement of its own (READ COMMITTED: a fresh snapshot, so it sees
             # what a concurrent duplicate holding the lock committed): that one is replayed,
             # anything else refused.
-            earlier = Submission.objects.filter(round_task=round_task).first()
-            if earlier is not None:
-                if earlier.idempotency_key == idempotency_key:
-                    return _replay(earlier, request_sha)
+            found = _submission_findings(player, round_task, mask_sha)
+            if found.earlier is not None:
+                if found.earlier_key == idempotency_key:
+                    return _replay(Submission.objects.get(pk=found.earlier), request_sha)
                 raise Conflict("this task of your round already has a submission", code="already_submitted")
             submission = _submission_store(
-                player, round_task, data, idempotency_key, request_sha, mask, encoded, mask_sha, now
+                player, round_task, data, idempotency_key, request_sha, mask, encoded, mask_sha, found, now
             )
     except IntegrityError:
         # A concurrent duplicate with the same key committed first.
@@ -348,6 +348,7 @@ def _submission_store(
     mask: np.ndarray,
     encoded: dict,
     mask_sha: str,
+    found: _Findings,
     now: datetime,
 ) -> Submission:
     game_round = round_task.round
@@ -355,14 +356,15 @@ def _submission_store(
     time_ms = int(data.get("time_spent_ms", 0))
     suggestion_use = data.get("suggestion_use", "none")
     blank = not mask.any()
-    handed_back = inference.initial_mask_handed_out(task=round_task.task, digest=mask_sha)
+    handed_back = inference.initial_mask_handed_out(
+        task=round_task.task, digest=mask_sha, crowd_label=found.crowd_label
+    )
     if handed_back == "class_prior":
         suggestion_use = SuggestionUse.ACCEPTED  # the AI's mask unchanged: not an independent vote
+    # Two players accepting the same suggestion unchanged may legitimately agree to the pixel.
+    copied = found.same_mask_unanchored if suggestion_use == SuggestionUse.ACCEPTED else found.same_mask
     late = now >= game_round.expires_at
-    progress = RoundTask.objects.filter(round=game_round).aggregate(
-        total=Count("id"), submitted=Count("submission"), reported=Sum("submission__annotation__time_spent_ms")
-    )
-    reported = time_ms + (progress["reported"] or 0)
+    reported = time_ms + found.round_reported_ms
     wall_ms = int((now - game_round.created_at).total_seconds() * 1000)
 
     flag = Submission.Flag.NONE
@@ -372,9 +374,9 @@ def _submission_store(
         flag = Submission.Flag.TOO_FAST
     elif blank:
         flag = Submission.Flag.BLANK
-    elif handed_back == "consensus" or _copied(player, round_task, mask_sha, suggestion_use):
+    elif handed_back == "consensus" or copied:
         flag = Submission.Flag.COPIED  # the crowd's label handed back, or another player's mask
-    elif _repeated(player, round_task, mask_sha):
+    elif found.repeated:
         flag = Submission.Flag.REPEATED
 
     annotation = Annotation.objects.create(
@@ -390,7 +392,7 @@ def _submission_store(
     provisional = scoring.provisional_points(
         plausible=flag in (Submission.Flag.NONE, Submission.Flag.BLANK), blank=blank
     )
-    submitted, total = progress["submitted"] + 1, progress["total"]
+    submitted, total = found.round_submitted + 1, found.round_tasks
     completed = submitted == total and game_round.completed_at is None and not late
     body = {
         "task": str(round_task.task_id),
@@ -434,7 +436,7 @@ def _submission_store(
     label_class_id, round_id = round_task.task.label_class_id, game_round.id
     # A live session's pupils' rounds settle together when the teacher's round closes
     # (``live_sessions.live_round_close``): one job for the class, not one per pupil.
-    settle_now = completed and not LiveAnswer.objects.filter(round_id=game_round.pk).exists()
+    settle_now = completed and not found.live
     transaction.on_commit(lambda: _after_submit(label_class_id, round_id, settle_now))
     return submission
 
@@ -478,23 +480,53 @@ def label_class_refresh(*, label_class_id: int) -> int:
     return sum(task_settle(task=task) for task in refreshed)
 
 
-def _copied(player: User, round_task: RoundTask, mask_sha: str, suggestion_use: str) -> bool:
-    """The same mask as another player on the same task. Two players accepting the same suggestion
-    unchanged may legitimately agree to the pixel, so that is not copying."""
-    same = Submission.objects.filter(round_task__task=round_task.task, mask_sha256=mask_sha).exclude(player=player)
-    if suggestion_use == "accepted":
-        same = same.exclude(annotation__suggestion_use="accepted")
-    return same.exists()
+@dataclass(frozen=True)
+class _Findings:
+    """What the submission rules read about a round task before storing a mask, in one statement."""
+
+    earlier: int | None  # the round task's submission, if it has one, and its idempotency key
+    earlier_key: str | None
+    crowd_label: dict | None  # the task's crowd label as handed out as an initial mask (RLE)
+    round_tasks: int  # the round's tasks, how many have a submission, and their reported drawing time
+    round_submitted: int
+    round_reported_ms: int
+    same_mask: bool  # another player submitted the same mask for this task...
+    same_mask_unanchored: bool  # ... without accepting a suggestion unchanged
+    repeated: bool  # the same mask among the player's latest REPEAT_WINDOW submissions, on other tasks
+    live: bool  # the round is a pupil's place in a live session's round
 
 
-def _repeated(player: User, round_task: RoundTask, mask_sha: str) -> bool:
-    """The same mask pasted over other tasks (different images rarely agree to the pixel)."""
-    recent = Submission.objects.filter(player=player).order_by("-submitted_at")[:REPEAT_WINDOW]
-    return (
-        Submission.objects.filter(pk__in=recent, mask_sha256=mask_sha)
-        .exclude(round_task__task=round_task.task)
-        .exists()
+def _submission_findings(player: User, round_task: RoundTask, mask_sha: str) -> _Findings:
+    """Read under the round task's lock: one round trip instead of one per rule, as every
+    submission of a class arrives within seconds of the others."""
+    task, this_round = OuterRef("task_id"), OuterRef("round_id")
+    earlier = Submission.objects.filter(round_task=OuterRef("pk")).order_by("pk")
+    same_mask = Submission.objects.filter(round_task__task=task, mask_sha256=mask_sha).exclude(player=player)
+    latest = Submission.objects.filter(player=player).order_by("-submitted_at").values("pk")[:REPEAT_WINDOW]
+    in_round = RoundTask.objects.filter(round=this_round).values("round")
+    submitted_in_round = Submission.objects.filter(round_task__round=this_round).values("round_task__round")
+    row = (
+        RoundTask.objects.filter(pk=round_task.pk)
+        .annotate(
+            earlier=Subquery(earlier.values("pk")[:1]),
+            earlier_key=Subquery(earlier.values("idempotency_key")[:1]),
+            crowd_label=Subquery(inference.crowd_labels().filter(task=task).values("mask")[:1]),
+            round_tasks=Subquery(in_round.annotate(n=Count("pk")).values("n")),
+            round_submitted=Subquery(submitted_in_round.annotate(n=Count("pk")).values("n")),
+            round_reported_ms=Subquery(submitted_in_round.annotate(ms=Sum("annotation__time_spent_ms")).values("ms")),
+            same_mask=Exists(same_mask),
+            same_mask_unanchored=Exists(same_mask.exclude(annotation__suggestion_use=SuggestionUse.ACCEPTED)),
+            repeated=Exists(
+                Submission.objects.filter(pk__in=Subquery(latest), mask_sha256=mask_sha).exclude(round_task__task=task)
+            ),
+            live=Exists(LiveAnswer.objects.filter(round=this_round)),
+        )
+        .values(*(f.name for f in fields(_Findings)))
+        .get()
     )
+    row["round_submitted"] = row["round_submitted"] or 0
+    row["round_reported_ms"] = row["round_reported_ms"] or 0
+    return _Findings(**row)
 
 
 def _flag(stats: PlayerStats, submission: Submission, campaign: Campaign, reason: str) -> None:

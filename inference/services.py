@@ -25,6 +25,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from annotations.models import FusedLabel, Image, Task
@@ -337,7 +338,8 @@ def class_prior_box(*, task: Task) -> list[float] | None:
 
 def _class_prior_relative(label_class_id: int) -> list[float] | None:
     labels = (
-        FusedLabel.objects.filter(task__label_class_id=label_class_id, votes__gte=2)
+        crowd_labels()
+        .filter(task__label_class_id=label_class_id)
         .select_related("task__image")
         .order_by("-updated_at", "pk")[:CLASS_PRIOR_LABELS]
     )
@@ -380,7 +382,7 @@ def initial_mask(*, task: Task) -> Suggestion | None:
     hands it back unchanged is recognised.
     """
     started = time.perf_counter()
-    fused = FusedLabel.objects.filter(task=task, votes__gte=2).first()
+    fused = crowd_labels().filter(task=task).first()
     if fused is not None:
         mask = rle.decode(fused.mask)
         suggestion = Suggestion(mask, None, "", "consensus", 0.0)
@@ -400,15 +402,20 @@ def initial_mask(*, task: Task) -> Suggestion | None:
     )
 
 
-def initial_mask_handed_out(*, task: Task, digest: str) -> str | None:
+def initial_mask_handed_out(*, task: Task, digest: str, crowd_label: dict | None) -> str | None:
     """The source (``"consensus"`` or ``"class_prior"``) of an initial mask of ``task`` whose
     ``mask_digest`` is ``digest`` and that was handed out within ``INITIAL_MASK_MEMORY_S``, or that
-    is the task's crowd label now; None when no such mask was handed out."""
+    is the task's crowd label now (``crowd_label``: the mask of its row in ``crowd_labels()``, or
+    None); None when no such mask was handed out."""
     source = cache.get(_handed_out_key(task.pk, digest))
     if source is not None:
         return source
-    fused = FusedLabel.objects.filter(task=task, votes__gte=2).values_list("mask", flat=True).first()
-    return "consensus" if fused is not None and mask_digest(fused) == digest else None
+    return "consensus" if crowd_label is not None and mask_digest(crowd_label) == digest else None
+
+
+def crowd_labels() -> QuerySet[FusedLabel]:
+    """The fused labels handed out as initial masks: those of two or more people."""
+    return FusedLabel.objects.filter(votes__gte=2)
 
 
 def images_embed_on_import(*, images: list[Image]) -> None:
