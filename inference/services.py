@@ -54,6 +54,7 @@ CLASS_PRIOR_LABELS = 200  # a class prior is the median box of this many of the 
 CLASS_PRIOR_MIN = 3  # ... and needs at least this many
 CLASS_PRIOR_CACHE_S = 60  # one box per label class, recomputed at most this often
 INITIAL_MASK_MEMORY_S = 24 * 3600  # how long a handed-out initial mask is recognised when handed back
+CROWD_LABEL_MIN_VOTES = 2  # a fused label is handed out as an initial mask from this many votes on
 
 
 class ModelUnavailable(Unavailable):
@@ -414,8 +415,8 @@ def initial_mask_handed_out(*, task: Task, digest: str, crowd_label: dict | None
 
 
 def crowd_labels() -> QuerySet[FusedLabel]:
-    """The fused labels handed out as initial masks: those of two or more people."""
-    return FusedLabel.objects.filter(votes__gte=2)
+    """The fused labels handed out as initial masks: those of ``CROWD_LABEL_MIN_VOTES`` or more people."""
+    return FusedLabel.objects.filter(votes__gte=CROWD_LABEL_MIN_VOTES)
 
 
 def images_embed_on_import(*, images: list[Image]) -> None:
