@@ -605,13 +605,21 @@ def round_settle(*, game_round: Round, now: datetime | None = None) -> None:
     """Round over: settle what can be, measure its gold checks against their golds (server-side),
     mark the round settled, tell the player, and report their checks if this round completed a
     block (``check_reports_publish``)."""
+    rounds_settle(rounds=[game_round], now=now)
+
+
+def rounds_settle(*, rounds: list[Round], now: datetime | None = None) -> None:
+    """``round_settle`` for rounds that end together (a live round's class): each of their tasks
+    is settled once, however many of the rounds hold it."""
     now = now or timezone.now()
-    for task in Task.objects.filter(round_tasks__round=game_round):
+    round_ids = [game_round.pk for game_round in rounds]
+    for task in Task.objects.filter(round_tasks__round__in=round_ids).distinct():
         task_settle(task=task, now=now)
-    checks_measure(round_ids=[game_round.pk])
-    if Round.objects.filter(pk=game_round.pk, settled=False).update(settled=True):
-        events.publish(game_round.player_id, "round.settled", {"round": str(game_round.id)})
-        check_reports_publish(player=game_round.player, campaign=game_round.campaign, now=now)
+    checks_measure(round_ids=round_ids)
+    for game_round in rounds:
+        if Round.objects.filter(pk=game_round.pk, settled=False).update(settled=True):
+            events.publish(game_round.player_id, "round.settled", {"round": str(game_round.id)})
+            check_reports_publish(player=game_round.player, campaign=game_round.campaign, now=now)
 
 
 def _submission_settle(pk: int, reference: np.ndarray, now: datetime) -> int:

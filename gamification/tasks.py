@@ -51,7 +51,10 @@ def live_round_close(live_round_id: int) -> bool:
 @shared_task(ignore_result=True)
 def live_round_settle(live_round_id: int) -> int:
     """A live round closed: settle its pupils' one-task rounds, as any finished round settles."""
-    rounds = Round.objects.filter(live_answer__live_round_id=live_round_id, settled=False).select_related("campaign")
-    for game_round in rounds:
-        services.round_settle(game_round=game_round)
+    rounds = list(
+        Round.objects.filter(live_answer__live_round_id=live_round_id, settled=False).select_related(
+            "campaign", "player"
+        )
+    )
+    services.rounds_settle(rounds=rounds)
     return len(rounds)

@@ -583,3 +583,27 @@ def test_a_socket_misses_nothing_said_while_it_joins_or_watches(lesson, teacher,
             await communicator.disconnect()
 
     async_to_sync(screens)()
+
+
+def test_an_answer_costs_the_server_a_dozen_statements(lesson, teacher, django_assert_max_num_queries):
+    """A class's answers arrive within seconds, each on the server's one database thread, and each
+    statement is a round trip (``bench/classroom_live.py``): the rules' reads are one statement."""
+    campaign, classroom, pupils, practice_task, checks = lesson
+    session = open_session(teacher, campaign, classroom)
+    for pupil in pupils:
+        assert join(pupil, session["code"]).status_code == 200
+    for number, mask in ((1, square(9, 11, 38, 30)), (2, square(12, 10, 41, 29))):
+        assert control(teacher, session["id"], "start").status_code == 200
+        backdate(session["id"])
+        # The first answer also makes the pupil's stats row and first badge; later ones only add.
+        with django_assert_max_num_queries(18 if number == 1 else 12):
+            outcome = live_sessions.live_answer_submit(
+                pupil=pupils[0],
+                session_id=session["id"],
+                number=number,
+                data=submission_body(mask),
+                idempotency_key=uuid.uuid4().hex,
+            )
+        assert outcome.status == 201 and not outcome.replayed
+        time_up(session["id"])
+        assert client_for(teacher).get(f"/api/v1/live-sessions/{session['id']}").json()["state"] == "results"
