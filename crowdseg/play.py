@@ -5,7 +5,8 @@ WhiteNoise, with onnxruntime-web's wasm build under ``/static/client/ort/``, cop
 ``client/node_modules`` by ``scripts/bootstrap``). The service worker must be served from
 ``/play/`` itself to control the pages under it (a worker's scope is the folder of its URL), so
 it is answered here, with the list of shell files it caches and a version that changes whenever
-any of them does (a new version replaces the old cache).
+any of them does (a new version replaces the old cache). The page and the client's files are
+cross-origin isolated (COOP/COEP), so the on-device decoder runs on several wasm threads.
 """
 
 from __future__ import annotations
@@ -49,7 +50,12 @@ def shell() -> tuple[str, list[str]]:
 def play(request):
     """The client's page (no data of anyone's: the app signs in and fetches the rest)."""
     version, _ = shell()
-    return render(request, "play/index.html", {"version": version})
+    response = render(request, "play/index.html", {"version": version})
+    # Cross-origin isolation: the decoder's wasm may then use threads (SharedArrayBuffer). The page
+    # loads nothing from another origin, so it gives nothing up.
+    response["Cross-Origin-Opener-Policy"] = "same-origin"
+    response["Cross-Origin-Embedder-Policy"] = "require-corp"
+    return response
 
 
 @require_safe

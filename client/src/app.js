@@ -154,6 +154,7 @@ function startWorker() {
     if (data.type === "ready") {
       workerReadyTask = data.task;
       debug.decoder = "device";
+      debug.decoderThreads = data.threads;
     } else if (data.type === "mask") {
       const waiter = workerWaiters.get(data.id);
       workerWaiters.delete(data.id);

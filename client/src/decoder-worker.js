@@ -1,14 +1,17 @@
-// On-device MedSAM decoding in a Web Worker: onnxruntime-web (wasm, one thread) runs the
+// On-device MedSAM decoding in a Web Worker: onnxruntime-web (wasm, threaded when isolated) runs the
 // server's two decoder graphs on the task's embedding, so a dragging finger gets its mask without
 // a round trip. Messages in: {type: "init", token, origin}, {type: "image", task, size},
-// {type: "decode", id, box}; out: {type: "ready"}, {type: "mask", id, task, mask, ms}, {type: "error"}.
+// {type: "decode", id, box}; out: {type: "ready", task, threads}, {type: "mask", id, task, mask, ms}, {type: "error"}.
 // A decode that arrives while one runs replaces any waiting one: only the newest box matters.
 
 import * as ort from "./ort/ort.wasm.min.mjs";
 import { boxPrompt, cropTokens, decodedTokens, maskFromLowRes, parseEmbedding } from "./medsam.js";
 
 ort.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
-ort.env.wasm.numThreads = 1; // threads need cross-origin isolation; one is fast enough
+// Threads need cross-origin isolation (the /play/ page and this script send COOP/COEP); at most
+// four, so a phone keeps cores for the page.
+const THREADS = self.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
+ort.env.wasm.numThreads = THREADS;
 
 let token = null;
 let origin = "";
@@ -93,7 +96,7 @@ onmessage = async ({ data }) => {
     image = null;
     try {
       image = await loadImage(data.task, data.size);
-      postMessage({ type: "ready", task: data.task });
+      postMessage({ type: "ready", task: data.task, threads: THREADS });
     } catch (error) {
       postMessage({ type: "error", task: data.task, message: String(error) });
     }

@@ -295,3 +295,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL") or "INFO"},
 }
 HEADLESS_ADAPTER = "accounts.adapter.HeadlessAdapter"
+
+
+def _client_isolation_headers(headers, path, url):
+    """The web client's files carry the page's ``Cross-Origin-Embedder-Policy`` (``crowdseg.play``):
+    a Web Worker is cross-origin isolated, and may run onnxruntime-web on threads, only if its own
+    script says so too."""
+    if url.startswith("/static/client/"):
+        headers["Cross-Origin-Embedder-Policy"] = "require-corp"
+
+
+WHITENOISE_ADD_HEADERS_FUNCTION = _client_isolation_headers

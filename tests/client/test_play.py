@@ -190,6 +190,11 @@ def test_the_mask_drawn_on_the_device_is_the_servers(phone, campaign):
         page.wait_for_function("window.crowdseg.decoder === 'device'")
         suggestion = box_drag(page, touch)
         assert suggestion["source"] == "device", page.evaluate("window.crowdseg.decoderError")
+        # Cross-origin isolated, so the decoder runs on as many wasm threads as it may (up to 4).
+        assert page.evaluate("crossOriginIsolated")
+        assert page.evaluate("window.crowdseg.decoderThreads") == page.evaluate(
+            "Math.min(4, navigator.hardwareConcurrency)"
+        )
         server = page.evaluate(
             """async ({task, box}) => {
                 const r = await fetch(`/api/v1/tasks/${task}/suggest`, {method: "POST",

@@ -41,6 +41,17 @@ def test_every_shell_file_is_served():
             response.close()
 
 
+def test_the_page_and_the_clients_files_are_cross_origin_isolated():
+    """COOP/COEP on the page and on the worker's script: the decoder may then use wasm threads."""
+    page = Client().get("/play/")
+    assert page["Cross-Origin-Opener-Policy"] == "same-origin"
+    assert page["Cross-Origin-Embedder-Policy"] == "require-corp"
+    worker = Client().get("/static/client/decoder-worker.js")
+    assert worker.status_code == 200 and worker["Cross-Origin-Embedder-Policy"] == "require-corp"
+    if hasattr(worker, "close"):
+        worker.close()
+
+
 def test_the_pages_refuse_writes():
     assert Client().post("/play/").status_code == 405
     assert Client().post("/play/sw.js").status_code == 405
