@@ -1,6 +1,6 @@
 """The web client's suggestion latency, in the browser, over loopback: from the first touch of a
 box drag to the suggestion painted on the canvas, on the device (onnxruntime-web's wasm in a Web
-Worker, one thread) and from the server (the game socket's ``suggest``), side by side.
+Worker, on up to four threads) and from the server (the game socket's ``suggest``), side by side.
 
 Starts daphne on the embedded default with the quickstart's model (``var/models/litemedsam``,
 exported on first use), a player in a campaign over one MNI slice (233 x 197), and Debian's
