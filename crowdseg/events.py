@@ -93,6 +93,7 @@ def _serving_loop() -> asyncio.AbstractEventLoop | None:
 # One sender per event loop, fed in publishing order, so a socket hears a session's events in the
 # order the services announced them (concurrent ``group_send`` calls could overtake each other).
 _outboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Queue] = weakref.WeakKeyDictionary()
+_senders: set[asyncio.Task] = set()  # the running senders (a loop holds its tasks only weakly)
 
 
 def _outbox_put(loop: asyncio.AbstractEventLoop, layer, group: str, message: dict) -> None:
@@ -101,12 +102,9 @@ def _outbox_put(loop: asyncio.AbstractEventLoop, layer, group: str, message: dic
     if outbox is None:
         outbox = _outboxes[loop] = asyncio.Queue()
         sender = loop.create_task(_outbox_send(outbox))
-        _senders.add(sender)  # the loop keeps only a weak reference to its tasks
+        _senders.add(sender)
         sender.add_done_callback(_senders.discard)
     outbox.put_nowait((layer, group, message))
-
-
-_senders: set[asyncio.Task] = set()
 
 
 async def _outbox_send(outbox: asyncio.Queue) -> None:
