@@ -36,7 +36,17 @@ from accounts.models import User
 from inference.engine import rle
 
 from . import figures, fusion
-from .models import Annotation, AnnotatorReliability, FusedLabel, GoldStandard, LabelClass, SuggestionUse, Task
+from .models import (
+    Annotation,
+    AnnotatorReliability,
+    FusedLabel,
+    GoldStandard,
+    Image,
+    LabelClass,
+    SuggestionUse,
+    Task,
+)
+from .services import image_model_input
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +69,15 @@ def fusion_images(
     validating the dataset). A task's first ``fusion.MAX_VOTERS`` independent voters (anchored
     votes count as one, the model's) make its label: a whole class drawing one image in a live
     session gives it more annotations than the engine fuses; the later ones stay stored.
+    Each image's intensities are its model input's grey levels (the mean of its three channels),
+    read once per image.
     """
     annotations = Annotation.objects.filter(task__label_class=label_class).select_related("task__image")
     if tasks is not None:
         annotations = annotations.filter(task__in=list(tasks))
     votes: dict[str, list[fusion.Vote]] = defaultdict(list)
     shapes: dict[str, tuple[int, int]] = {}
+    images: dict[str, Image] = {}
     voters: dict[str, set] = defaultdict(set)
     for annotation in annotations.order_by("task_id", "created_at", "pk"):
         key = str(annotation.task_id)
@@ -74,6 +87,7 @@ def fusion_images(
             continue
         voters[key].add(voter)
         shapes[key] = (annotation.task.image.height, annotation.task.image.width)
+        images[key] = annotation.task.image
         votes[key].append(
             fusion.Vote(
                 annotator=str(annotation.annotator_id),
@@ -87,7 +101,28 @@ def fusion_images(
         str(g.task_id): rle.decode(g.mask)
         for g in GoldStandard.objects.filter(task_id__in=list(votes)).exclude(task_id__in=list(held_out))
     }
-    return [fusion.FusionImage(key, shapes[key], votes=votes[key], gold=golds.get(key)) for key in votes]
+    return [
+        fusion.FusionImage(
+            key, shapes[key], votes=votes[key], gold=golds.get(key), intensity=_intensity(images[key], shapes[key])
+        )
+        for key in votes
+    ]
+
+
+def _intensity(image: Image, shape: tuple[int, int]) -> np.ndarray | None:
+    """The grey levels of ``image``'s model input, (H, W) float32; None (the votes alone) when the
+    file is missing or is not the image's size, which the fusion must survive."""
+    try:
+        pixels = image_model_input(image)
+    except (OSError, ValueError):
+        logger.warning("image %s: model input unreadable; fusing its votes without its intensities", image.pk)
+        return None
+    if pixels.shape[:2] != shape:
+        logger.warning(
+            "image %s: model input is %s, not %s; fusing without its intensities", image.pk, pixels.shape, shape
+        )
+        return None
+    return pixels.mean(axis=2, dtype=np.float32) if pixels.ndim == 3 else pixels.astype(np.float32)
 
 
 def fusion_run(

@@ -108,6 +108,7 @@ class SimImage:
     suggestion: np.ndarray  # bool (H, W), the model's
     gold: bool  # whether the truth is revealed to the fusion as a gold standard
     votes: list[SimVote] = field(default_factory=list)
+    image: np.ndarray | None = None  # float (H, W), the intensities the truth was traced on, if known
 
 
 # --- morphology without scipy --------------------------------------------------------------
@@ -257,11 +258,13 @@ def simulate(
     keys: list[str] | None = None,
     style: Style = GENTLE,
     suggestions: list[np.ndarray] | None = None,
+    scans: list[np.ndarray] | None = None,
 ) -> tuple[list[SimImage], list[Annotator]]:
     """Votes of ``per_image`` distinct annotators (from a pool of ``pool_size``) on each true mask.
 
     Deterministic given ``seed``. ``gold_share`` of the images (rounded) are flagged gold.
     ``suggestions`` (one bool mask per truth) replace the imitated model's (a real model's masks).
+    ``scans`` (one image per truth) ride along as ``SimImage.image``; the annotators never look at them.
     """
     rng = np.random.default_rng(seed)
     pool = make_pool(mix, pool_size, rng, style)
@@ -275,7 +278,10 @@ def simulate(
         if suggestions is not None:
             suggestion = np.asarray(suggestions[i], dtype=bool)
         chosen = rng.choice(len(pool), size=per_image, replace=False, p=activity / activity.sum())
-        image = SimImage(keys[i] if keys else f"img-{i}", truth, suggestion, i in gold_idx)
+        image = SimImage(
+            keys[i] if keys else f"img-{i}", truth, suggestion, i in gold_idx,
+            image=None if scans is None else np.asarray(scans[i]),
+        )  # fmt: skip
         for j in chosen:
             a = pool[j]
             if a.kind == "ai":

@@ -12,7 +12,8 @@ from.
 For each expert count n (5, 10, 20): n evenly spaced training slices are expert-labelled (their
 truth is the gold), the rest are crowd slices, labelled by a simulated crowd (bench/_crowd.py,
 ``mostly_careful`` mix, 5 votes per slice, drawn at native resolution) and fused by
-``annotations.fusion.fuse`` per class, the expert slices serving as gold anchors. Arms:
+``annotations.fusion.fuse`` per class with the slices' T1 intensities, the expert slices serving as
+gold anchors. Arms:
 
 - ``expert_only``: the n expert slices with their gold;
 - ``fused``: the crowd slices with their fused labels (no expert slices);
@@ -115,11 +116,12 @@ def split(count: int) -> tuple[np.ndarray, np.ndarray]:
     return train, np.array(test)
 
 
-def crowd_votes(truths: np.ndarray) -> list[list[_crowd.SimImage]]:
-    """Simulated crowd votes per class on the training pool's native-resolution masks (N, C, H, W).
-    One seed for every class, so the same volunteers (with the same habits) label both."""
+def crowd_votes(truths: np.ndarray, scans: np.ndarray) -> list[list[_crowd.SimImage]]:
+    """Simulated crowd votes per class on the training pool's native-resolution masks (N, C, H, W),
+    with the images they were drawn on (N, H, W). One seed for every class, so the same volunteers
+    (with the same habits) label both."""
     return [
-        _crowd.simulate(list(truths[:, c]), mix=MIX, per_image=VOTES, seed=17, gold_share=0.0)[0]
+        _crowd.simulate(list(truths[:, c]), mix=MIX, per_image=VOTES, seed=17, gold_share=0.0, scans=list(scans))[0]
         for c in range(truths.shape[1])
     ]
 
@@ -135,6 +137,7 @@ def fused_labels(votes: list[list[_crowd.SimImage]], gold: set[int]) -> np.ndarr
                     s.truth.shape,
                     [Vote(v.annotator, v.mask, anchored=v.anchored, edited=v.edited) for v in s.votes],
                     gold=s.truth if i in gold else None,
+                    intensity=s.image,
                 )
                 for i, s in enumerate(sims)
             ]
@@ -162,7 +165,7 @@ def main() -> None:
     native_images, native_masks = _crowd.mni_slices()
     images, masks = to_square(native_images, native_masks, scale.size)
     pool, test = split(len(images))
-    votes = crowd_votes(native_masks[pool])
+    votes = crowd_votes(native_masks[pool], native_images[pool])
     print(
         f"{len(images)} MNI slices at {scale.size} px: {len(pool)} training pool, {len(test)} test (held out); "
         f"crowd {MIX}, {VOTES} votes per slice; {len(scale.seeds)} seed(s); "

@@ -5,11 +5,11 @@ Images: axial slices of nilearn's MNI ICBM152 2009a template at native resolutio
 pixels, H x W); truth = white-matter probability >= 0.5; slices with at least 1,500 white-matter
 pixels. Crowds: bench/_crowd.py (careful, sloppy, biased, spammer and AI-anchored annotators)
 in several mixes, k = 3, 5 or 7 annotators per image from a pool of 40, 15 % of the images with
-gold. Every method gets the same votes; only crowdseg uses the gold masks and the anchored
-flags (the peers have no way to take them), so Dice is scored on the non-gold images only, and
-two ablations show what crowdseg gets from each. Speed is wall time per image over a whole
-setting (crowdseg: packing, EM and reading every fused mask; peers: their own fit/aggregate),
-on this machine's CPU.
+gold. Every method gets the same votes; only crowdseg uses the gold masks, the anchored flags
+and the T1 image under the masks (the peers have no way to take them), so Dice is scored on
+the non-gold images only, and three ablations show what crowdseg gets from each. Speed is wall
+time per image over a whole setting (crowdseg: packing, EM and reading every fused mask; peers:
+their own fit/aggregate), on this machine's CPU.
 
 The harsh, AI-anchored setting (``harsh_anchored/k5``): 40 of the slices (evenly spaced), 5
 annotators each, gold on a fifth, the harsh crowd of bench/_crowd.py (``HARSH``: boundary noise
@@ -24,7 +24,8 @@ Reference rows (every setting, not peers): ``gold_weighted_vote``, each annotato
 by their mean Dice on the gold images they labelled (0 without any), foreground where the weights
 for exceed half of all weights: the simplest use of golds, which crowdseg should beat; and
 ``pattern_oracle``, a ceiling found with the truth: the best Dice of any fusion that labels a
-pixel by which voters marked it (see ``run_pattern_oracle``).
+pixel by which voters marked it (see ``run_pattern_oracle``); crowdseg without the image
+(ablation ``no_intensity``) is such a fusion, crowdseg with it is not.
 
 Also: ``campaign_1000x5_s``, crowdseg fusing 1,000 images x 5 annotators at 256 x 256 (slices
 zero-padded), and ``labels_per_image``: sequential annotation that stops sending an image once
@@ -70,14 +71,15 @@ HARSH_SLICES, HARSH_K, HARSH_GOLD_SHARE = 40, 5, 0.2
 HARSH_SEEDS = (5, 6, 7)  # full run; --quick runs the first
 
 
-def load_truths() -> list[np.ndarray]:
-    """White-matter masks of the axial MNI slices, (233, 197) bool, anterior at the top."""
-    wm = np.asarray(nib.load(mni_path("wm")).dataobj)  # uint8 probabilities, 255 = 1.0
-    return [np.flipud(wm[:, :, z].T >= 128) for z in range(wm.shape[2]) if (wm[:, :, z] >= 128).sum() >= 1500]
+def load_slices() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The axial MNI slices' T1 images, (233, 197) float32 in [0, 1], and their white-matter
+    masks, (233, 197) bool, anterior at the top."""
+    images, masks = _crowd.mni_slices()
+    return list(images), [m[0] for m in masks]
 
 
-def evenly_spaced(truths: list[np.ndarray], count: int) -> list[np.ndarray]:
-    return [truths[round(i)] for i in np.linspace(0, len(truths) - 1, count)]
+def evenly_spaced(items: list, count: int) -> list:
+    return [items[round(i)] for i in np.linspace(0, len(items) - 1, count)]
 
 
 def model_suggestions(truths: list[np.ndarray]) -> tuple[list[np.ndarray], str] | None:
@@ -118,7 +120,9 @@ def model_suggestions(truths: list[np.ndarray]) -> tuple[list[np.ndarray], str] 
     return masks, manifest.version
 
 
-def fusion_images(images: list[_crowd.SimImage], *, gold: bool = True, anchoring: bool = True) -> list[FusionImage]:
+def fusion_images(
+    images: list[_crowd.SimImage], *, gold: bool = True, anchoring: bool = True, intensity: bool = True
+) -> list[FusionImage]:
     return [
         FusionImage(
             im.key,
@@ -128,6 +132,7 @@ def fusion_images(images: list[_crowd.SimImage], *, gold: bool = True, anchoring
                 for v in im.votes
             ],
             gold=im.truth if gold and im.gold else None,
+            intensity=im.image if intensity else None,
         )
         for im in images
     ]
@@ -238,21 +243,24 @@ def timed(method: Callable, images: list[_crowd.SimImage], **options: bool) -> t
 # --- the extra measurements ------------------------------------------------------------------
 
 
-def campaign(truths: list[np.ndarray], count: int, distinct: int) -> float:
-    """Seconds for crowdseg to fuse ``count`` images x 5 annotators at 256 x 256 and read every
-    probability, mask and uncertainty map. ``distinct`` images are simulated and repeated under
-    new keys (the engine's work does not depend on whether two images look alike)."""
-    padded = []
+def campaign(truths: list[np.ndarray], slices: list[np.ndarray], count: int, distinct: int) -> float:
+    """Seconds for crowdseg to fuse ``count`` images x 5 annotators at 256 x 256, with their
+    intensities, and read every probability, mask and uncertainty map. ``distinct`` images are
+    simulated and repeated under new keys (the engine's work does not depend on whether two
+    images look alike)."""
+    padded, padded_images = [], []
     for n in range(distinct):
-        t = truths[n % len(truths)]
-        canvas = np.zeros((256, 256), dtype=bool)
+        t, image = truths[n % len(truths)], slices[n % len(truths)]
+        flip = (n // len(truths)) % 2
         top, left = (256 - t.shape[0]) // 2, (256 - t.shape[1]) // 2
-        canvas[top : top + t.shape[0], left : left + t.shape[1]] = t[:, ::-1] if (n // len(truths)) % 2 else t
-        padded.append(canvas)
-    sims, _ = _crowd.simulate(padded, mix="mostly_careful", per_image=5, seed=7, pool_size=200)
+        for source, out, dtype in ((t, padded, bool), (image, padded_images, np.float32)):
+            canvas = np.zeros((256, 256), dtype=dtype)
+            canvas[top : top + t.shape[0], left : left + t.shape[1]] = source[:, ::-1] if flip else source
+            out.append(canvas)
+    sims, _ = _crowd.simulate(padded, mix="mostly_careful", per_image=5, seed=7, pool_size=200, scans=padded_images)
     base = fusion_images(sims)
     images = [
-        FusionImage(f"{im.key}/{rep}", im.shape, im.votes, gold=im.gold)
+        FusionImage(f"{im.key}/{rep}", im.shape, im.votes, gold=im.gold, intensity=im.intensity)
         for rep in range(-(-count // distinct))
         for im in base
     ][:count]
@@ -263,13 +271,17 @@ def campaign(truths: list[np.ndarray], count: int, distinct: int) -> float:
     return time.perf_counter() - started
 
 
-def sequential(truths: list[np.ndarray], mix: str, seed: int, targets: tuple[float, ...]) -> dict:
+def sequential(
+    truths: list[np.ndarray], slices: list[np.ndarray], mix: str, seed: int, targets: tuple[float, ...]
+) -> dict:
     """Votes arrive one at a time (3 to start with, 7 at most); an image stops getting them once
     ``is_settled`` at the target confidence. Against fixed 3, 5 and 7 votes per image."""
-    sims, _ = _crowd.simulate(truths, mix=mix, per_image=7, seed=seed)
+    sims, _ = _crowd.simulate(truths, mix=mix, per_image=7, seed=seed, scans=slices)
 
     def upto(n_of: dict[str, int]) -> list[_crowd.SimImage]:
-        return [_crowd.SimImage(im.key, im.truth, im.suggestion, im.gold, im.votes[: n_of[im.key]]) for im in sims]
+        return [
+            _crowd.SimImage(im.key, im.truth, im.suggestion, im.gold, im.votes[: n_of[im.key]], im.image) for im in sims
+        ]
 
     def dice_summary(fused: dict[str, np.ndarray]) -> dict[str, float]:
         mean, p10 = score(sims, fused)
@@ -302,17 +314,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="k = 5 only, 40 slices, campaign from 200 distinct images")
     args = parser.parse_args()
     started = time.perf_counter()
-    truths = load_truths()
+    slices, truths = load_slices()
     if args.quick:
-        truths_used, ks = [truths[round(i)] for i in np.linspace(0, len(truths) - 1, 40)], (5,)
+        truths_used, slices_used, ks = evenly_spaced(truths, 40), evenly_spaced(slices, 40), (5,)
     else:
-        truths_used, ks = truths, (3, 5, 7)
+        truths_used, slices_used, ks = truths, slices, (3, 5, 7)
     methods, missing = peer_methods()
     for name in missing:
         print(f"{name}: {SKIPPED}")
 
     settings: list[tuple[str, Callable[[], list[_crowd.SimImage]]]] = [
-        (f"{mix}/k{k}", lambda mix=mix, k=k: _crowd.simulate(truths_used, mix=mix, per_image=k, seed=k)[0])
+        (
+            f"{mix}/k{k}",
+            lambda mix=mix, k=k: _crowd.simulate(truths_used, mix=mix, per_image=k, seed=k, scans=slices_used)[0],
+        )
         for mix in _crowd.MIXES
         for k in ks
     ]
@@ -339,6 +354,7 @@ def main() -> None:
                     lambda seed=seed: _crowd.simulate(
                         harsh_truths, mix=_crowd.HARSH_MIX, per_image=HARSH_K, seed=seed,
                         gold_share=HARSH_GOLD_SHARE, style=_crowd.HARSH, suggestions=suggestions,
+                        scans=evenly_spaced(slices, HARSH_SLICES),
                     )[0],
                 )
             )  # fmt: skip
@@ -365,7 +381,11 @@ def main() -> None:
                 }
             )
             print(f"{setting:<24}{name:<20}{mean:7.3f}{p10:7.3f}{ms:9.2f}")
-        for label, options in (("no_gold", {"gold": False}), ("no_anchor_flags", {"anchoring": False})):
+        for label, options in (
+            ("no_gold", {"gold": False}),
+            ("no_anchor_flags", {"anchoring": False}),
+            ("no_intensity", {"intensity": False}),
+        ):
             mean, p10 = score(sims, run_crowdseg(sims, **options))
             ablation.append(
                 {"setting": setting, "variant": label, "mean_dice": round(mean, 4), "p10_dice": round(p10, 4)}
@@ -404,12 +424,12 @@ def main() -> None:
         )
 
     count, distinct = 1000, (200 if args.quick else 1000)
-    campaign_s = campaign(truths, count, distinct)
+    campaign_s = campaign(truths, slices, count, distinct)
     print(f"\ncampaign: {count} images x 5 annotators at 256 x 256 fused in {campaign_s:.2f} s ({distinct} distinct)")
 
     labels = {}
     for mix in ("mostly_careful",) if args.quick else tuple(_crowd.MIXES):
-        labels[mix] = s = sequential(truths_used, mix, seed=11, targets=SETTLE_AT)
+        labels[mix] = s = sequential(truths_used, slices_used, mix, seed=11, targets=SETTLE_AT)
         fixed = ", ".join(
             f"fixed {n}: {s[f'fixed_{n}']['mean_dice']:.3f}/{s[f'fixed_{n}']['p10_dice']:.3f}" for n in (3, 5, 7)
         )

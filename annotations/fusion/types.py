@@ -35,14 +35,23 @@ class Vote:
 
 @dataclass(frozen=True)
 class FusionImage:
-    """One image of one label class: its crowd votes, and optionally an expert gold standard and the
-    AI suggestion that anchored votes accepted. ``shape`` is (H, W) in pixels; every mask has it."""
+    """One image of one label class: its crowd votes, and optionally an expert gold standard, the
+    AI suggestion that anchored votes accepted, and the image's own intensities. ``shape`` is
+    (H, W) in pixels; every mask has it.
+
+    ``intensity``: the (H, W) grey levels the masks were drawn on (any real scale: 8-bit display
+    values, HU; only their order counts), or None. With it, the engine learns on each image which
+    intensities the crowd's structure has and weighs that as evidence beside the votes (see the
+    engine's docstring); an image whose intensities do not tell the structure from its
+    surroundings gets next to no evidence from them.
+    """
 
     key: str
     shape: tuple[int, int]
     votes: Sequence[Vote] = ()
     gold: np.ndarray | None = None
     suggestion: np.ndarray | None = None
+    intensity: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -132,8 +141,9 @@ class AnnotatorEstimate:
 class ImageResult:
     """The fused label of one image.
 
-    The pixel maps are computed on access from the image's vote patterns and a per-pattern table
-    (a cheap look-up), so a result for thousands of images stays small:
+    The pixel maps are computed on access from the image's pixel cells (vote pattern x intensity
+    level, see the engine) and a per-cell table (a cheap look-up), so a result for thousands of
+    images stays small:
 
     - ``probability``: float32 (H, W), posterior P(foreground); exactly the gold mask on gold images;
     - ``mask``: bool (H, W), probability >= 0.5;
@@ -158,22 +168,22 @@ class ImageResult:
     foreground_prior: float
     annotators: tuple[str, ...]
     gold: bool
-    _codes: np.ndarray = field(repr=False)
+    _cells: np.ndarray = field(repr=False)
     _table: np.ndarray = field(repr=False)
     _entropy: np.ndarray = field(repr=False)
     crowd: ImageResult | None = field(default=None, repr=False)
 
     @property
     def probability(self) -> np.ndarray:
-        return self._table[self._codes]
+        return self._table[self._cells]
 
     @property
     def mask(self) -> np.ndarray:
-        return (self._table >= 0.5)[self._codes]
+        return (self._table >= 0.5)[self._cells]
 
     @property
     def uncertainty(self) -> np.ndarray:
-        return self._entropy[self._codes]
+        return self._entropy[self._cells]
 
     @property
     def votes(self) -> int:
@@ -186,7 +196,8 @@ class FusionResult:
     """Everything one fusion run estimated. ``images`` and ``annotators`` are keyed by id;
     ``iterations`` is the number of EM rounds run, ``converged`` whether the estimates stopped
     moving by more than ``tol`` before ``max_iter``. Pass it back as ``init`` (or to
-    :func:`~annotations.fusion.update`) to continue from it."""
+    :func:`~annotations.fusion.update`) to continue from it (its rates, and each image's
+    intensity histograms)."""
 
     images: dict[str, ImageResult]
     annotators: dict[str, AnnotatorEstimate]
@@ -194,3 +205,4 @@ class FusionResult:
     converged: bool
     prior: Prior
     _packed: Mapping[str, Any] = field(repr=False, default_factory=dict)
+    _level_shares: Mapping[str, np.ndarray] = field(repr=False, default_factory=dict)

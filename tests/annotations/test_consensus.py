@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 from django.test import Client
+from PIL import Image as PILImage
 
 from accounts.models import User
 from accounts.services import rater_id, user_role_set
-from annotations import consensus, figures
+from annotations import consensus, figures, fusion, services
+from annotations.metrics import dice
 from annotations.models import Annotation, AnnotatorReliability, FusedLabel, GoldStandard
 from inference.engine import rle
 from tests.factories import DatasetFactory, UserFactory, image_import
@@ -212,3 +214,53 @@ def test_fuse_command_reports_and_refuses_unknown_targets(crowd):
 
     with pytest.raises(CommandError):
         call_command("fuse", "--campaign", "999", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+@pytest.fixture
+def scans(alice):
+    """6 images whose pixels show a bright disk; on each, one careful annotator traces it and two
+    biased ones draw it 3 px too wide: by votes alone the wide edge wins."""
+    dataset = DatasetFactory(owner=alice, label_classes=["lesion"])
+    rng = np.random.default_rng(5)
+    careful, *biased = UserFactory.create_batch(3)
+    tasks, truths = [], {}
+    for i in range(6):
+        cy, cx = rng.uniform(18, 30), rng.uniform(20, 44)
+        truth = disk(cy, cx, 10)
+        pixels = np.clip(90 + 80 * truth + rng.normal(0, 8, (H, W)), 0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        PILImage.fromarray(pixels, mode="L").save(buf, format="PNG")
+        image = services.images_import(dataset=dataset, sources=[services.BytesSource(f"scan-{i}.png", buf.getvalue())])
+        task = image.created[0].tasks.get()
+        annotate(task, careful, truth)
+        for person in biased:
+            annotate(task, person, disk(cy + rng.normal(0, 0.3), cx + rng.normal(0, 0.3), 13))
+        tasks.append(task)
+        truths[task.pk] = truth
+    return dataset.label_classes.get(), tasks, truths
+
+
+def test_the_image_under_the_masks_outweighs_a_biased_majority(scans):
+    label_class, tasks, truths = scans
+    images = consensus.fusion_images(label_class)
+    assert all(im.intensity is not None and im.intensity.shape == (H, W) for im in images)
+    votes_only = fusion.fuse([fusion.FusionImage(im.key, im.shape, im.votes) for im in images])
+    assert np.mean([dice(votes_only.images[str(t.pk)].mask, truths[t.pk]) for t in tasks]) < 0.9
+
+    consensus.fusion_run(label_class=label_class)
+    for task in tasks:
+        assert dice(rle.decode(FusedLabel.objects.get(task=task).mask), truths[task.pk]) > 0.95
+
+
+def test_an_image_whose_model_input_is_gone_is_fused_from_its_votes(scans, caplog):
+    label_class, tasks, truths = scans
+    lost = tasks[0].image
+    lost.model_input.storage.delete(lost.model_input.name)
+    images = {im.key: im for im in consensus.fusion_images(label_class)}
+    assert images[str(tasks[0].pk)].intensity is None and images[str(tasks[1].pk)].intensity is not None
+    assert f"image {lost.pk}: model input unreadable" in caplog.text
+    consensus.fusion_run(label_class=label_class)
+    assert FusedLabel.objects.count() == len(tasks)
+    # The others' images still teach everyone's rates, so its votes alone now follow the careful hand.
+    for task in tasks:
+        assert dice(rle.decode(FusedLabel.objects.get(task=task).mask), truths[task.pk]) > 0.95
