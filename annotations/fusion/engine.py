@@ -259,12 +259,14 @@ def _pack(image: FusionImage) -> _Packed:
     voters = tuple(sorted(independent))  # sorted: the result must not depend on the order votes arrived in
     k = len(voters)
     codes = np.zeros(shape, dtype=np.uint8 if k <= 8 else np.uint16)
+    marks = np.zeros(shape, dtype=np.uint8)
     for slot, who in enumerate(voters):
         codes |= independent[who].astype(codes.dtype) << slot
+        marks += independent[who]
     levels, level = 1, None
     if image.intensity is not None:
-        # Cut over the votes alone, gold or not: a gold image's crowd label must not read the gold.
-        levels, level = intensity_levels(image.intensity, shape, codes != 0, f"image {key!r}: intensity")
+        # Cut where the votes fall, gold or not: a gold image's crowd label must not read the gold.
+        levels, level = intensity_levels(image.intensity, marks, f"image {key!r}: intensity")
     cells = codes.astype(np.uint16 if levels << k <= 1 << 16 else np.uint32)
     if level is not None:
         cells = cells * np.uint16(levels) + level
@@ -288,16 +290,20 @@ def _pack(image: FusionImage) -> _Packed:
     )  # fmt: skip
 
 
-def intensity_levels(
-    intensity: object, shape: tuple[int, int], region: np.ndarray, what: str
-) -> tuple[int, np.ndarray]:
-    """``(levels, level)``: the (H, W) intensity level of each pixel, uint8 in 0 .. levels - 1,
-    cut at the quantiles of ``region``'s intensities so that each level holds about as many of
-    its pixels (at most ``INTENSITY_LEVELS``; fewer where values repeat). Outside ``region`` a
-    pixel takes the level its value falls in. An empty region, or one of a single value, is one level.
+def intensity_levels(intensity: object, marks: np.ndarray, what: str) -> tuple[int, np.ndarray]:
+    """``(levels, level)``: the (H, W) intensity level of each pixel, uint8 in 0 .. levels - 1.
 
-    Raises ValueError unless ``intensity`` is an (H, W) array of finite real numbers.
+    ``marks`` ((H, W), how many voters marked each pixel) weighs each pixel of the voted region;
+    the cuts are the weighted quantiles of its intensities, so that each level holds about as
+    many marks (at most ``INTENSITY_LEVELS``; fewer where values repeat). Weighing by marks puts
+    the levels where the crowd draws: one voter who marks the whole image (a spammer) would
+    otherwise spend most levels on the air around a head and leave one or two for the tissue
+    the others argue over (docs/fusion.md). Elsewhere a pixel takes the level its value falls
+    in. A voted region that is empty, or of a single value, is one level.
+
+    Raises ValueError unless ``intensity`` is an array of finite real numbers shaped like ``marks``.
     """
+    shape = marks.shape
     array = np.asarray(intensity)
     if array.shape != shape:
         raise ValueError(f"{what} has shape {array.shape}, but the image's shape is {shape} (H, W)")
@@ -306,12 +312,17 @@ def intensity_levels(
     array = array.astype(np.float64, copy=False)
     if not np.isfinite(array).all():
         raise ValueError(f"{what} holds NaN or infinite values")
-    inside = array[region]
-    if inside.size == 0:
+    voted = marks > 0
+    if not voted.any():
         return 1, np.zeros(shape, dtype=np.uint8)
+    order = np.argsort(array[voted], kind="stable")
+    inside = array[voted][order]
+    share = np.cumsum(marks[voted][order], dtype=np.float64)
+    share /= share[-1]
     # Cuts at values the region holds (not between them), above its minimum: no level is empty.
-    edges = np.unique(np.quantile(inside, np.arange(1, INTENSITY_LEVELS) / INTENSITY_LEVELS, method="inverted_cdf"))
-    edges = edges[edges > inside.min()]
+    at = np.searchsorted(share, np.arange(1, INTENSITY_LEVELS) / INTENSITY_LEVELS)
+    edges = np.unique(inside[np.minimum(at, len(inside) - 1)])
+    edges = edges[edges > inside[0]]
     return len(edges) + 1, np.searchsorted(edges, array, side="right").astype(np.uint8)
 
 

@@ -88,27 +88,39 @@ def test_update_starts_from_the_last_intensity_histograms_and_matches_a_full_run
     assert again.iterations < full.iterations
 
 
-def test_levels_are_equal_count_cuts_of_the_voted_region():
+def test_levels_hold_about_as_many_marks_each():
     rng = np.random.default_rng(0)
     intensity = rng.random((40, 40))
-    region = np.zeros((40, 40), dtype=bool)
-    region[5:25, 5:25] = True
-    levels, level = intensity_levels(intensity, (40, 40), region, "intensity")
-    assert levels == INTENSITY_LEVELS and level.dtype == np.uint8
-    counts = np.bincount(level[region], minlength=levels)
-    assert counts.min() >= region.sum() / levels - 2 and counts.max() <= region.sum() / levels + 2
-    assert level.max() < levels
+    marks = np.zeros((40, 40), dtype=np.uint8)
+    marks[5:25, 5:25] = 1
+    marks[5:25, 5:15] = 3  # a third of the region, marked by three voters: half of all marks
+    levels, level = intensity_levels(intensity, marks, "intensity")
+    assert levels == INTENSITY_LEVELS and level.dtype == np.uint8 and level.max() < levels
+    per_level = np.bincount(level[marks > 0], weights=marks[marks > 0], minlength=levels)
+    assert np.abs(per_level - marks.sum() / levels).max() <= 6  # within two pixels of three marks
+
+
+def test_one_voter_marking_everything_leaves_the_levels_to_the_contested_pixels():
+    """A spammer who marks the whole image must not spend the levels on the air around the head."""
+    rng = np.random.default_rng(1)
+    intensity = rng.uniform(0.0, 0.1, (60, 60))  # air
+    intensity[15:45, 15:45] = rng.uniform(0.4, 0.9, (30, 30))  # tissue, where the others draw
+    everyone = np.ones((60, 60), dtype=np.uint8)
+    marks = everyone.copy()
+    marks[15:45, 15:45] = 5
+    tissue_levels = len(np.unique(intensity_levels(intensity, marks, "intensity")[1][15:45, 15:45]))
+    by_pixels = len(np.unique(intensity_levels(intensity, everyone, "intensity")[1][15:45, 15:45]))
+    assert by_pixels <= 5 and tissue_levels >= 9  # a quarter of the pixels, five eighths of the marks
 
 
 def test_a_flat_or_empty_region_is_one_level():
-    flat = np.full((6, 5), 7.0)
-    region = np.zeros((6, 5), dtype=bool)
-    region[1:3, 1:3] = True
-    assert intensity_levels(flat, (6, 5), region, "intensity")[0] == 1
-    assert intensity_levels(np.arange(30.0).reshape(6, 5), (6, 5), np.zeros((6, 5), bool), "intensity")[0] == 1
+    marks = np.zeros((6, 5), dtype=np.uint8)
+    marks[1:3, 1:3] = 1
+    assert intensity_levels(np.full((6, 5), 7.0), marks, "intensity")[0] == 1
+    assert intensity_levels(np.arange(30.0).reshape(6, 5), np.zeros((6, 5), np.uint8), "intensity")[0] == 1
     # A binary image has two levels, however the quantiles fall.
     two = (np.arange(30) % 2).reshape(6, 5).astype(float)
-    assert intensity_levels(two, (6, 5), np.ones((6, 5), bool), "intensity")[0] == 2
+    assert intensity_levels(two, np.ones((6, 5), np.uint8), "intensity")[0] == 2
 
 
 MASK = np.zeros((6, 5), dtype=bool)
