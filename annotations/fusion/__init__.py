@@ -4,7 +4,7 @@ Pure numpy, no Django, so a researcher can use it in a notebook::
 
     from annotations.fusion import FusionImage, Vote, fuse
 
-    result = fuse([FusionImage("img-1", (H, W), votes=[Vote("u17", mask), ...], gold=None)])
+    result = fuse([FusionImage("img-1", (H, W), votes=[Vote("u17", mask), ...], gold=None, intensity=pixels)])
     result.images["img-1"].probability, result.annotators["u17"].weight
 
 See ``engine`` for the model, ``sampling`` for active sampling, ``bias`` for the AI model's bias.
