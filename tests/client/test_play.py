@@ -215,6 +215,30 @@ def test_the_mask_drawn_on_the_device_is_the_servers(phone, campaign):
         page.evaluate("localStorage.clear()")
 
 
+def test_each_box_is_decoded_once_and_the_device_starts_on_the_raw_touch(phone, campaign):
+    """One move of the finger is one box: its pointerrawupdate asks the device's decoder (a frame
+    before pointermove would), and neither pointermove nor the lift ask for the same box again.
+    The server's path asks on pointermove."""
+    page, base = phone
+    touch = Touch(page)
+    for decoder, first in (("device", "pointerrawupdate"), ("server", "pointermove")):
+        start_round(page, base, f"?decoder={decoder}")
+        if decoder == "device":
+            page.wait_for_function("window.crowdseg.decoder === 'device'")
+        else:
+            page.wait_for_function("window.crowdseg.socketOpen()")
+        b = board(page)
+        page.evaluate("window.crowdseg.asks = []; window.crowdseg.lastSuggestion = null")
+        touch.send("touchStart", [(b["x"] + b["width"] * 0.2, b["y"] + b["height"] * 0.2)])
+        touch.send("touchMove", [(b["x"] + b["width"] * 0.8, b["y"] + b["height"] * 0.7)])
+        page.wait_for_function("window.crowdseg.lastSuggestion?.latest")
+        touch.send("touchEnd", [])
+        page.wait_for_timeout(100)
+        assert page.evaluate("window.crowdseg.asks") == [first]
+        assert page.evaluate("window.crowdseg.lastSuggestion.source") == decoder
+        page.evaluate("localStorage.clear()")
+
+
 @pytest.mark.slow
 def test_submissions_made_offline_go_out_once_when_the_connection_returns(phone, campaign):
     page, base = phone
