@@ -430,7 +430,7 @@ def _run(packed: list[_Packed], prior: Prior, max_iter: int, tol: float, init: F
             known = init._level_shares.get(image.key)
             if known is not None and known.shape == (2, image.levels):
                 shares[:, i, : image.levels] = known
-        by_level = np.log(np.where(level_used, shares[0], 1.0)) - np.log(np.where(level_used, shares[1], 1.0))
+        by_level = _share_evidence(shares, level_used)
 
     iterations, converged = 0, False
     while iterations < max_iter:
@@ -492,7 +492,7 @@ def _image_result(packed: _Packed, w: np.ndarray, foreground_prior: float) -> Im
     table = np.zeros(packed.levels << len(packed.voters), dtype=np.float32)
     table[packed.patterns * packed.levels + packed.bins] = w
     # Expected Dice of the fused mask M against a truth drawn from the posterior P:
-    # 2 sum_M P / (|M| + sum P) (the ratio of expectations), from the pattern histogram.
+    # 2 sum_M P / (|M| + sum P) (the ratio of expectations), from the cell histogram.
     chosen = w >= 0.5
     expected_fg = float((packed.counts * w).sum())
     denominator = float(packed.counts[chosen].sum()) + expected_fg
@@ -554,10 +554,13 @@ def _level_evidence(fg: np.ndarray, bg: np.ndarray, used: np.ndarray) -> tuple[n
     (2, images, levels)."""
     fg = np.where(used, fg + INTENSITY_PSEUDOCOUNT, 0.0)
     bg = np.where(used, bg + INTENSITY_PSEUDOCOUNT, 0.0)
-    fg /= fg.sum(axis=1, keepdims=True)
-    bg /= bg.sum(axis=1, keepdims=True)
-    evidence = np.log(np.where(used, fg, 1.0)) - np.log(np.where(used, bg, 1.0))
-    return evidence, np.stack((fg, bg))
+    shares = np.stack((fg / fg.sum(axis=1, keepdims=True), bg / bg.sum(axis=1, keepdims=True)))
+    return _share_evidence(shares, used), shares
+
+
+def _share_evidence(shares: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """log(foreground share / background share) per image and level, 0 at unused levels."""
+    return np.log(np.where(used, shares[0], 1.0)) - np.log(np.where(used, shares[1], 1.0))
 
 
 def _vote_evidence(sens: np.ndarray, prec: np.ndarray, odds) -> tuple[np.ndarray, np.ndarray]:
