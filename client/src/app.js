@@ -21,6 +21,7 @@ const debug = { timings: [], decodeMs: [], events: [], decoder: "starting", last
 debug.view = () => play && { scale: play.view.scale, x: play.view.x, y: play.view.y, area: play.mask.reduce((n, v) => n + v, 0) };
 debug.outbox = () => outbox.store.all();
 debug.socketOpen = () => Boolean(socket && socket.readyState === 1);
+debug.decodesOnDevice = () => Boolean(play && decodesOnDevice()); // the worker holds this task's image
 window.crowdseg = debug;
 
 const outbox = new Outbox({

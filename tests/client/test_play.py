@@ -131,7 +131,8 @@ def test_a_new_player_plays_a_whole_round_with_touch_and_sees_their_points(phone
     page.wait_for_function("window.crowdseg.decoder === 'device'")
     for position in range(ROUND_SIZE):
         page.wait_for_selector(f"text={position + 1} / {ROUND_SIZE}")
-        page.wait_for_function("window.crowdseg.decoder === 'device'")
+        # The worker loads each task's embedding; a box drawn before that goes to the server.
+        page.wait_for_function("window.crowdseg.decodesOnDevice()")
         suggestion = box_drag(page, touch)
         assert suggestion["source"] == "device", page.evaluate("window.crowdseg.decoderError")
         # Correct it with the brush: a short stroke, with the loupe showing under way.
@@ -187,7 +188,7 @@ def test_the_mask_drawn_on_the_device_is_the_servers(phone, campaign):
     touch = Touch(page)
     for embedding, least_iou in (("float16", 0.999), ("int8", 0.99)):
         start_round(page, base, f"?embedding={embedding}")
-        page.wait_for_function("window.crowdseg.decoder === 'device'")
+        page.wait_for_function("window.crowdseg.decodesOnDevice()")
         suggestion = box_drag(page, touch)
         assert suggestion["source"] == "device", page.evaluate("window.crowdseg.decoderError")
         # Cross-origin isolated, so the decoder runs on as many wasm threads as it may (up to 4).
@@ -224,7 +225,7 @@ def test_each_box_is_decoded_once_and_the_device_starts_on_the_raw_touch(phone, 
     for decoder, first in (("device", "pointerrawupdate"), ("server", "pointermove")):
         start_round(page, base, f"?decoder={decoder}")
         if decoder == "device":
-            page.wait_for_function("window.crowdseg.decoder === 'device'")
+            page.wait_for_function("window.crowdseg.decodesOnDevice()")
         else:
             page.wait_for_function("window.crowdseg.socketOpen()")
         b = board(page)
