@@ -46,7 +46,7 @@ from .models import (
     SuggestionUse,
     Task,
 )
-from .services import image_model_input
+from .services import image_grey
 
 logger = logging.getLogger(__name__)
 
@@ -110,19 +110,19 @@ def fusion_images(
 
 
 def _intensity(image: Image, shape: tuple[int, int]) -> np.ndarray | None:
-    """The grey levels of ``image``'s model input, (H, W) float32; None (the votes alone) when the
-    file is missing or is not the image's size, which the fusion must survive."""
+    """``image``'s grey levels (``services.image_grey``); None (the votes alone) when its model
+    input is missing or is not the image's size, which the fusion must survive."""
     try:
-        pixels = image_model_input(image)
+        grey = image_grey(image)
     except (OSError, ValueError):
         logger.warning("image %s: model input unreadable; fusing its votes without its intensities", image.pk)
         return None
-    if pixels.shape[:2] != shape:
+    if grey.shape != shape:
         logger.warning(
-            "image %s: model input is %s, not %s; fusing without its intensities", image.pk, pixels.shape, shape
+            "image %s: model input is %s, not %s; fusing without its intensities", image.pk, grey.shape, shape
         )
         return None
-    return pixels.mean(axis=2, dtype=np.float32) if pixels.ndim == 3 else pixels.astype(np.float32)
+    return grey
 
 
 def fusion_run(

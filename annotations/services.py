@@ -224,6 +224,11 @@ def image_model_input(image: Image) -> np.ndarray:
         return np.load(io.BytesIO(fh.read()), allow_pickle=False)
 
 
+def image_grey(image: Image) -> np.ndarray:
+    """The model input's grey levels: (H, W) float32 in [0, 1], the mean of its three channels."""
+    return image_model_input(image).mean(axis=2, dtype=np.float32) / np.float32(255.0)
+
+
 def mask_parse(*, height: int, width: int, rle_mask: dict | None = None, polygons: list | None = None) -> np.ndarray:
     """A mask sent by a client, as COCO RLE or as polygons, checked against the image size.
 

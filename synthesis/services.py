@@ -29,7 +29,7 @@ from django.utils import timezone
 from accounts.models import User
 from annotations import consensus, figures, fusion
 from annotations.models import Dataset, GoldStandard, Image, LabelClass, Task
-from annotations.services import image_model_input
+from annotations.services import image_grey
 from crowdseg import events
 from crowdseg.errors import Conflict, DomainError
 from inference.engine import rle
@@ -144,7 +144,7 @@ def _pairs(rows, size: int, classes: int) -> Pairs:
         return Pairs.empty(size, classes)
     images, masks = [], []
     for image, class_masks, _ in rows:
-        grey = image_model_input(image).astype(np.float32).mean(axis=2) / 255.0
+        grey = image_grey(image)
         img, msk = to_square(grey[None], np.stack(class_masks)[None], size)
         images.append(img[0])
         masks.append(msk[0])

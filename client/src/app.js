@@ -468,7 +468,7 @@ function attachPointers(canvas) {
 
 function beginDrag(point, timeStamp) {
   const at = toImage(play.view, point);
-  play.drag = { tool: play.tool, start: at, last: at, before: play.mask.slice(), box: null, began: timeStamp, painted: false, sent: 0 };
+  play.drag = { tool: play.tool, start: at, last: at, before: play.mask.slice(), box: null, began: timeStamp, painted: false };
   if (play.drag.tool !== "box") stroke(at);
   drawLoupe(point);
 }
