@@ -32,17 +32,27 @@ Choices that make it work for a crowd:
   hundred per image with intensities) and the pixel maps are a per-cell table look-up at the end.
 - *The image's intensities* (``FusionImage.intensity``), a voter that never tires. Crowd errors
   (a wobbling or biased edge, a dropped piece, a copied poor suggestion) rarely follow the
-  image's own edges; the structure usually does. Each image's intensities in its voted region
-  are cut into ``INTENSITY_LEVELS`` equal-count levels (only their order counts: 8-bit, HU or
-  any scale), and the M-step learns, per image, the share of the posterior foreground and of
-  the posterior background at each level, with ``INTENSITY_PSEUDOCOUNT`` pixels added to every
-  level of both. Their log ratio is the level's evidence, added to each pixel's vote evidence
-  in the E-step as that of one more voter, independent of the others given the truth (a naive
-  Bayes term, as the votes are). Learned from the crowd's own posterior, image by image, it
-  needs no training and no gold: where the intensities do not tell the structure from its
-  surroundings, both histograms come out alike and the evidence near zero; where they do, it
-  sides with the voters who traced the image's edge. On a harsh, AI-anchored crowd it lifted
-  the worst decile past what any labelling by vote pattern alone can reach (docs/fusion.md).
+  image's own edges; the structure usually does. The intensities of all images' voted regions
+  are cut into ``INTENSITY_LEVELS`` levels that each hold as many marks (only the order of
+  the values counts: 8-bit, HU or any scale, as long as the label class's images share it),
+  and the M-step learns, per image, the share of the posterior foreground and of the posterior
+  background at each level. Their log ratio is the level's evidence, added to each pixel's vote
+  evidence in the E-step as that of one more voter, independent of the others given the truth
+  (a naive Bayes term, as the votes are). Learned from the crowd's own posterior it needs no
+  training: where the intensities do not tell the structure from its surroundings, both
+  histograms come out alike and the evidence near zero; where they do, it sides with the
+  voters who traced the image's edge.
+- *One image's histograms lean on the others'.* Learned from one image's posterior alone, the
+  histograms side with whatever the posterior says: where copies of a poor suggestion outvote
+  the one careful voter, they call the neighbouring tissue foreground too. So each image's
+  histograms start from the other images' (their posteriors, or their golds' truth on gold
+  images), worth ``Prior.intensity_images`` times its own voted region, plus
+  ``INTENSITY_PSEUDOCOUNT`` pixels at every level: the label class says which grey levels the
+  structure has, the image where exactly it lies. A gold image's own crowd label leans on the
+  other images only, so its gold takes no part in it. The levels are cut once, by the first
+  fusion; ``update`` and a warm-started ``fuse`` keep them. On a harsh, AI-anchored crowd this
+  lifted the worst decile past what any labelling by vote pattern alone can reach
+  (docs/fusion.md).
 - *Evidence counted in images.* Errors within one image are strongly correlated (a boundary
   drawn 2 px too wide misses thousands of pixels at once), so pixels are not independent
   evidence and pooling raw pixel counts would make one image look like a thousand observations.
@@ -99,6 +109,7 @@ LIGHT_EDIT_DICE = 0.8  # an edited suggestion this close (Dice) to the model's m
 SPECIFICITY_BAND_PX = 3  # specificity is judged this close to the structure (see AnnotatorEstimate)
 INTENSITY_LEVELS = 16  # equal-count intensity levels per image (docs/fusion.md: 8, 16 and 32 fuse alike)
 INTENSITY_PSEUDOCOUNT = 1.0  # pixels added to each level's histograms: a level seen a few times says little
+_EDGE_SAMPLE = 1 << 20  # voted pixels read to cut the intensity levels (a stride over larger fusions)
 _EPS = 1e-6  # keeps rates and priors off 0 and 1, where log-odds blow up
 
 
@@ -134,18 +145,19 @@ def fuse(
     """Fuse the crowd's masks of one label class over all ``images`` jointly.
 
     ``init`` warm-starts EM from an earlier result's annotator rates and intensity histograms
-    (annotators and images it does not know start from the majority vote): same fixed point,
-    fewer rounds. ``tol`` is the largest change of any rate, image prior or intensity level's
-    share (a probability) that still counts as converged. ``max_iter``: votes alone settle in
-    5-15 rounds; with intensities the histograms creep, up to ~180 rounds on the harshest crowd
-    of the fusion benchmark.
+    (annotators and images it does not know start from the majority vote), and cuts the
+    intensities at its levels: same fixed point, fewer rounds. Without it the levels are cut
+    from ``images`` themselves. ``tol`` is the largest change of any rate, image prior or intensity level's
+    share (a probability) that still counts as converged. ``max_iter``: the fusion benchmark's
+    settings settle in 5-30 rounds; with ``Prior(intensity_images=0)`` the histograms creep, up
+    to ~190 rounds on its harshest crowd.
     Raises ValueError on malformed input (see the module docstring).
     """
     images = list(images)
     if not images:
         raise ValueError("no images to fuse")
-    packed = _pack_all(images)
-    return _run(packed, prior or (init.prior if init else Prior()), max_iter, tol, init)
+    packed, edges = _pack_all(images, init._level_edges if init else None)
+    return _run(packed, edges, prior or (init.prior if init else Prior()), max_iter, tol, init)
 
 
 def update(
@@ -159,29 +171,37 @@ def update(
     """``previous`` with ``images`` added or replaced (matched by key), re-estimated.
 
     Only the given images are read pixel by pixel; the others are reused in their packed form, and
-    EM warm-starts from ``previous``. The answer equals ``fuse`` over the union of images (to
-    within ``tol``), and running the same update twice gives the same result.
+    EM warm-starts from ``previous``. The given images' intensities are cut at ``previous``'s
+    levels (fuse afresh to cut new ones, say after adding images on another grey scale). The
+    answer equals ``fuse`` over the union of images with ``init=previous`` (to within ``tol``),
+    and running the same update twice gives the same result.
     """
     images = list(images)
     if not images:
         raise ValueError("no images to update")
-    fresh = _pack_all(images)
+    fresh, edges = _pack_all(images, previous._level_edges)
     merged = dict(previous._packed)
     merged.update((p.key, p) for p in fresh)
-    return _run(list(merged.values()), prior or previous.prior, max_iter, tol, previous)
+    return _run(list(merged.values()), edges, prior or previous.prior, max_iter, tol, previous)
 
 
 # --- packing -------------------------------------------------------------------------------
 
 
-def _pack_all(images: list[FusionImage]) -> list[_Packed]:
-    packed, seen = [], set()
+def _pack_all(images: list[FusionImage], edges: np.ndarray | None = None) -> tuple[list[_Packed], np.ndarray | None]:
+    """The images packed, with the intensity level edges they were cut at: ``edges`` if given
+    (an earlier fusion's), else cut here over all of the images' voted regions (see
+    ``intensity_edges``); None when no image has intensities."""
+    drawn, seen = [], set()
     for image in images:
         if image.key in seen:
             raise ValueError(f"image key {image.key!r} appears more than once")
         seen.add(image.key)
-        packed.append(_pack(image))
-    return packed
+        drawn.append(_draw(image))
+    if edges is None:
+        with_intensity = [(d.intensity, d.marks) for d in drawn if d.intensity is not None]
+        edges = intensity_edges(with_intensity) if with_intensity else None
+    return [_pack(d, edges) for d in drawn], edges
 
 
 def _mask(value: object, shape: tuple[int, int], what: str) -> np.ndarray:
@@ -218,7 +238,22 @@ def model_mask(image: FusionImage) -> np.ndarray | None:
     return 2 * np.sum(stack, axis=0, dtype=np.int32) >= len(stack)
 
 
-def _pack(image: FusionImage) -> _Packed:
+@dataclass(frozen=True, eq=False)
+class _Drawn:
+    """One image's votes checked and coded, before its intensities are cut into levels: ``codes``
+    holds each pixel's vote pattern (bit s = ``voters[s]``), ``marks`` how many voters marked it."""
+
+    key: str
+    shape: tuple[int, int]
+    voters: tuple[str, ...]
+    anchored_by: tuple[str, ...]
+    codes: np.ndarray
+    marks: np.ndarray
+    gold: np.ndarray | None
+    intensity: np.ndarray | None
+
+
+def _draw(image: FusionImage) -> _Drawn:
     if not isinstance(image.key, str) or not image.key:
         raise ValueError(f"image key must be a non-empty string, not {image.key!r}")
     key, shape = image.key, _shape(image)
@@ -257,21 +292,28 @@ def _pack(image: FusionImage) -> _Packed:
         raise ValueError(f"image {key!r} has {len(independent)} independent votes; at most {MAX_VOTERS} are supported")
 
     voters = tuple(sorted(independent))  # sorted: the result must not depend on the order votes arrived in
-    k = len(voters)
-    codes = np.zeros(shape, dtype=np.uint8 if k <= 8 else np.uint16)
+    codes = np.zeros(shape, dtype=np.uint8 if len(voters) <= 8 else np.uint16)
     marks = np.zeros(shape, dtype=np.uint8)
     for slot, who in enumerate(voters):
         codes |= independent[who].astype(codes.dtype) << slot
         marks += independent[who]
-    levels, level = 1, None
+    intensity = None
     if image.intensity is not None:
-        # Cut where the votes fall, gold or not: a gold image's crowd label must not read the gold.
-        levels, level = intensity_levels(image.intensity, marks, f"image {key!r}: intensity")
-    cells = codes.astype(np.uint16 if levels << k <= 1 << 16 else np.uint32)
-    if level is not None:
-        cells = cells * np.uint16(levels) + level
+        intensity = _intensity(image.intensity, shape, f"image {key!r}: intensity")
+    return _Drawn(key, shape, voters, tuple(anchored_by), codes, marks, gold, intensity)
+
+
+def _pack(drawn: _Drawn, edges: np.ndarray | None) -> _Packed:
+    k = len(drawn.voters)
+    levels = 1 if drawn.intensity is None or edges is None else len(edges) + 1
+    cells = drawn.codes.astype(np.uint16 if levels << k <= 1 << 16 else np.uint32)
+    if levels > 1:
+        cells = cells * cells.dtype.type(levels) + np.searchsorted(edges, drawn.intensity, side="right").astype(
+            cells.dtype
+        )
     flat = cells.ravel().astype(np.int64)
     size = levels << k
+    gold = drawn.gold
     if gold is not None:
         flat, size = flat * 2 + gold.ravel(), size * 2
     if size <= 1 << 20:
@@ -285,51 +327,57 @@ def _pack(image: FusionImage) -> _Packed:
     if gold is not None:
         rows, truth = rows >> 1, (rows & 1).astype(np.float64)
     return _Packed(
-        key, shape, voters, tuple(anchored_by), levels, cells, None if gold is None else gold.astype(np.uint8),
-        rows // levels, rows % levels, counts, truth,
+        drawn.key, drawn.shape, drawn.voters, drawn.anchored_by, levels, cells,
+        None if gold is None else gold.astype(np.uint8), rows // levels, rows % levels, counts, truth,
     )  # fmt: skip
 
 
-def intensity_levels(intensity: object, marks: np.ndarray, what: str) -> tuple[int, np.ndarray]:
-    """``(levels, level)``: the (H, W) intensity level of each pixel, uint8 in 0 .. levels - 1.
-
-    ``marks`` ((H, W), how many voters marked each pixel) weighs each pixel of the voted region;
-    the cuts are the weighted quantiles of its intensities, so that each level holds about as
-    many marks (at most ``INTENSITY_LEVELS``; fewer where values repeat). Weighing by marks puts
-    the levels where the crowd draws: one voter who marks the whole image (a spammer) would
-    otherwise spend most levels on the air around a head and leave one or two for the tissue
-    the others argue over (docs/fusion.md). Elsewhere a pixel takes the level its value falls
-    in. A voted region that is empty, or of a single value, is one level.
-
-    Raises ValueError unless ``intensity`` is an array of finite real numbers shaped like ``marks``.
-    """
-    shape = marks.shape
-    array = np.asarray(intensity)
+def _intensity(value: object, shape: tuple[int, int], what: str) -> np.ndarray:
+    array = np.asarray(value)
     if array.shape != shape:
         raise ValueError(f"{what} has shape {array.shape}, but the image's shape is {shape} (H, W)")
     if array.dtype.kind not in "biuf":
         raise ValueError(f"{what} must hold real numbers, not {array.dtype}")
-    array = array.astype(np.float64, copy=False)
-    if not np.isfinite(array).all():
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise ValueError(f"{what} holds NaN or infinite values")
-    voted = marks > 0
-    if not voted.any():
-        return 1, np.zeros(shape, dtype=np.uint8)
-    order = np.argsort(array[voted], kind="stable")
-    inside = array[voted][order]
-    share = np.cumsum(marks[voted][order], dtype=np.float64)
+    return array
+
+
+def intensity_edges(images: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The cuts between intensity levels, shared by all of a fusion's images: ascending values,
+    at most ``INTENSITY_LEVELS - 1`` of them; a pixel's level is how many cuts are at or below
+    its intensity.
+
+    ``images`` holds each image's (H, W) intensities with its marks ((H, W), how many voters
+    marked each pixel). The cuts are the quantiles of the voted regions' intensities, each pixel
+    weighed by its marks, so that each level holds about as many marks. Weighing by marks puts
+    the levels where the crowd draws: one voter who marks the whole image (a spammer) would
+    otherwise spend most levels on the air around a head and leave one or two for the tissue the
+    others argue over (docs/fusion.md). Shared cuts let an image's histograms lean on the other
+    images' (see ``Prior.intensity_images``). Large fusions are read at a regular stride, at
+    most ``_EDGE_SAMPLE`` voted pixels in all. No voted pixel, or a single value, gives no cuts.
+    """
+    total = sum(np.count_nonzero(marks) for _, marks in images)
+    if total == 0:
+        return np.zeros(0)
+    stride = -(-total // _EDGE_SAMPLE)
+    values = np.concatenate([intensity[marks > 0][::stride] for intensity, marks in images]).astype(np.float64)
+    weights = np.concatenate([marks[marks > 0][::stride] for _, marks in images]).astype(np.float64)
+    order = np.argsort(values, kind="stable")
+    inside, share = values[order], np.cumsum(weights[order])
     share /= share[-1]
-    # Cuts at values the region holds (not between them), above its minimum: no level is empty.
+    # Cuts at values the regions hold (not between them), above their minimum: no level is empty.
     at = np.searchsorted(share, np.arange(1, INTENSITY_LEVELS) / INTENSITY_LEVELS)
     edges = np.unique(inside[np.minimum(at, len(inside) - 1)])
-    edges = edges[edges > inside[0]]
-    return len(edges) + 1, np.searchsorted(edges, array, side="right").astype(np.uint8)
+    return edges[edges > inside[0]]
 
 
 # --- EM ------------------------------------------------------------------------------------
 
 
-def _run(packed: list[_Packed], prior: Prior, max_iter: int, tol: float, init: FusionResult | None) -> FusionResult:
+def _run(
+    packed: list[_Packed], edges: np.ndarray | None, prior: Prior, max_iter: int, tol: float, init: FusionResult | None
+) -> FusionResult:
     if max_iter < 1:
         raise ValueError(f"max_iter must be at least 1, not {max_iter!r}")
     if not tol > 0:
@@ -353,6 +401,7 @@ def _run(packed: list[_Packed], prior: Prior, max_iter: int, tol: float, init: F
     n_levels = max(p.levels for p in packed)
     row_level = row_img * n_levels + np.concatenate([p.bins for p in packed])  # into (images, levels), flat
     level_used = np.arange(n_levels) < np.array([p.levels for p in packed])[:, None]
+    pooled = np.array([p.levels > 1 for p in packed])  # images whose histograms the others lean on
     bits = ((patterns[:, None] >> np.arange(width)) & 1).astype(np.float64)
     is_gold = np.array([p.truth is not None for p in packed], dtype=bool)
     gold_rows = is_gold[row_img]
@@ -386,13 +435,15 @@ def _run(packed: list[_Packed], prior: Prior, max_iter: int, tol: float, init: F
         llr += by_level.ravel()[row_level]
         return np.where(fixed, truth, _logistic(np.log(odds)[row_img] + llr))
 
-    def intensity_step(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def intensity_step(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each image's evidence per intensity level, from the posterior ``w`` over its voted
-        region; and the level shares it came from (for the convergence test)."""
+        region and the other images' histograms; the level shares it came from (for the
+        convergence test); and the other images' histograms, (2, images, levels)."""
         in_region = counts * voted_region
         fg = np.bincount(row_level, in_region * w, len(packed) * n_levels).reshape(len(packed), n_levels)
         bg = np.bincount(row_level, in_region * (1 - w), len(packed) * n_levels).reshape(len(packed), n_levels)
-        return _level_evidence(fg, bg, level_used)
+        others = _other_images(np.stack((fg, bg)), pooled)
+        return (*_level_evidence(fg, bg, level_used, others, prior.intensity_images * pixels), others)
 
     def m_step(w: np.ndarray) -> tuple[np.ndarray, ...]:
         fg_px = counts * w
@@ -418,7 +469,7 @@ def _run(packed: list[_Packed], prior: Prior, max_iter: int, tol: float, init: F
     voters_per_row = slot_used.sum(axis=1)[row_img]
     w = np.where(fixed, truth, bits.sum(axis=1) / np.maximum(voters_per_row, 1))
     p, v, f, p_sd, v_sd = m_step(w)
-    by_level, shares = intensity_step(w)
+    by_level, shares, others = intensity_step(w)
     if init is not None:
         for who, est in init.annotators.items():
             if who in index:
@@ -437,7 +488,7 @@ def _run(packed: list[_Packed], prior: Prior, max_iter: int, tol: float, init: F
         iterations += 1
         w = e_step(p, v, f, by_level)
         new_p, new_v, new_f, p_sd, v_sd = m_step(w)
-        by_level, new_shares = intensity_step(w)
+        by_level, new_shares, others = intensity_step(w)
         change = max(
             float(np.abs(a - b).max(initial=0.0)) for a, b in ((new_p, p), (new_v, v), (new_f, f), (new_shares, shares))
         )
@@ -449,10 +500,12 @@ def _run(packed: list[_Packed], prior: Prior, max_iter: int, tol: float, init: F
 
     row_w = np.split(w, starts[1:])
     results = {p_.key: _image_result(p_, row_w[i], float(f[i])) for i, p_ in enumerate(packed)}
-    for image in packed:
+    for i, image in enumerate(packed):
         if image.truth is not None:
             voter_rates = [(p[index[who]], v[index[who]]) for who in image.voters]
-            results[image.key] = _with_crowd(results[image.key], _crowd_result(image, voter_rates, max_iter, tol))
+            leaning_on = others[:, i, : image.levels]
+            crowd = _crowd_result(image, voter_rates, leaning_on, prior.intensity_images, max_iter, tol)
+            results[image.key] = _with_crowd(results[image.key], crowd)
 
     # Specificity for ranking (see AnnotatorEstimate): in a band around each fused structure.
     band_bg = np.zeros(len(packed))
@@ -471,7 +524,9 @@ def _run(packed: list[_Packed], prior: Prior, max_iter: int, tol: float, init: F
     level_shares = {
         image.key: shares[:, i, : image.levels].copy() for i, image in enumerate(packed) if image.levels > 1
     }
-    return FusionResult(results, estimates, iterations, converged, prior, {p_.key: p_ for p_ in packed}, level_shares)
+    return FusionResult(
+        results, estimates, iterations, converged, prior, {p_.key: p_ for p_ in packed}, level_shares, edges
+    )
 
 
 def entropy_bits(probability: np.ndarray) -> np.ndarray:
@@ -503,11 +558,20 @@ def _image_result(packed: _Packed, w: np.ndarray, foreground_prior: float) -> Im
     )  # fmt: skip
 
 
-def _crowd_result(image: _Packed, voter_rates: list[tuple[float, float]], max_iter: int, tol: float) -> ImageResult:
+def _crowd_result(
+    image: _Packed,
+    voter_rates: list[tuple[float, float]],
+    others: np.ndarray,
+    intensity_images: float,
+    max_iter: int,
+    tol: float,
+) -> ImageResult:
     """What the votes alone say about gold image ``image`` under the final rates: the E-step an
     image without a gold runs (its prior f from the votes' implied sizes, its voted region the
     marked pixels), on the cells with the gold's split undone, alternating with its intensity
-    step until that settles. ``voter_rates`` holds (sensitivity, precision) per voter slot."""
+    step until that settles. ``voter_rates`` holds (sensitivity, precision) per voter slot;
+    ``others`` the other images' intensity histograms, (2, levels), which its own gold is not
+    part of, weighed as in every image's intensity step."""
     cells, where = np.unique(image.patterns * image.levels + image.bins, return_inverse=True)
     counts = np.bincount(where, weights=image.counts, minlength=len(cells))
     patterns, bins = cells // image.levels, cells % image.levels
@@ -537,7 +601,7 @@ def _crowd_result(image: _Packed, voter_rates: list[tuple[float, float]], max_it
         for _ in range(max_iter if image.levels > 1 else 0):
             fg = np.bincount(bins, counts * voted * w, image.levels)[None]
             bg = np.bincount(bins, counts * voted * (1 - w), image.levels)[None]
-            by_level, new_shares = _level_evidence(fg, bg, used)
+            by_level, new_shares = _level_evidence(fg, bg, used, others[:, None], np.array([intensity_images * pixels]))
             w = np.where(voted, _logistic(votes + by_level[0, bins]), 0.0)
             settled = shares is not None and float(np.abs(new_shares - shares).max()) < tol
             shares = new_shares
@@ -546,16 +610,30 @@ def _crowd_result(image: _Packed, voter_rates: list[tuple[float, float]], max_it
     return _image_result(crowd, w, f)
 
 
-def _level_evidence(fg: np.ndarray, bg: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _level_evidence(
+    fg: np.ndarray, bg: np.ndarray, used: np.ndarray, others: np.ndarray, lean: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Per image and intensity level, the log ratio of the level's share of the foreground to its
     share of the background (``fg``, ``bg``: (images, levels) posterior pixel counts; ``used``
-    marks each image's levels; every used level gets ``INTENSITY_PSEUDOCOUNT`` pixels of both).
-    Returns that evidence, 0 at unused levels and on one-level images, and the shares stacked
-    (2, images, levels)."""
-    fg = np.where(used, fg + INTENSITY_PSEUDOCOUNT, 0.0)
-    bg = np.where(used, bg + INTENSITY_PSEUDOCOUNT, 0.0)
+    marks each image's levels). Every used level gets ``INTENSITY_PSEUDOCOUNT`` pixels of both,
+    and each image the other images' histograms (``others``, (2, images, levels) pixel counts)
+    scaled to ``lean`` pixels, (images,): their shares are the prior of its own. Returns that
+    evidence, 0 at unused levels and on one-level images, and the shares stacked (2, images,
+    levels)."""
+    total = others.sum(axis=2, keepdims=True)
+    prior = np.divide(others, total, out=np.zeros_like(others), where=total > 0) * lean[None, :, None]
+    fg = np.where(used, fg + prior[0] + INTENSITY_PSEUDOCOUNT, 0.0)
+    bg = np.where(used, bg + prior[1] + INTENSITY_PSEUDOCOUNT, 0.0)
     shares = np.stack((fg / fg.sum(axis=1, keepdims=True), bg / bg.sum(axis=1, keepdims=True)))
     return _share_evidence(shares, used), shares
+
+
+def _other_images(histograms: np.ndarray, pooled: np.ndarray) -> np.ndarray:
+    """For each image, the sum of the ``pooled`` images' histograms but its own: (2, images,
+    levels) from ``histograms`` of the same shape. A gold image's histograms are its truth's,
+    so its own crowd label leans on the other images only."""
+    own = histograms * pooled[None, :, None]
+    return own.sum(axis=1, keepdims=True) - own
 
 
 def _share_evidence(shares: np.ndarray, used: np.ndarray) -> np.ndarray:

@@ -40,10 +40,11 @@ class FusionImage:
     (H, W) in pixels; every mask has it.
 
     ``intensity``: the (H, W) grey levels the masks were drawn on (any real scale: 8-bit display
-    values, HU; only their order counts), or None. With it, the engine learns on each image which
-    intensities the crowd's structure has and weighs that as evidence beside the votes (see the
-    engine's docstring); an image whose intensities do not tell the structure from its
-    surroundings gets next to no evidence from them.
+    values, HU; only their order counts, but the images fused together should share it: one
+    volume's slices, CT in HU, images normalised alike), or None. With it, the engine learns
+    which intensities the crowd's structure has, on each image and over all of them, and weighs
+    that as evidence beside the votes (see the engine's docstring); an image whose intensities
+    do not tell the structure from its surroundings gets next to no evidence from them.
     """
 
     key: str
@@ -75,7 +76,14 @@ class Prior:
     - ``min_pixels``: an image whose (expected) true foreground has m pixels gives m/(m+min_pixels)
       of an image of evidence about sensitivity (likewise the marked area and precision, the
       background near the structure and specificity): a 3-pixel structure says little about how
-      carefully someone traces.
+      carefully someone traces;
+    - ``intensity_images``: how much the other images' intensity histograms weigh in an image's
+      own, in units of the image's voted region (2: as if it had been seen twice more, drawn as
+      the rest of the label class is). Its own posterior can follow a wrong majority, and its
+      histograms learned from that posterior then side with the majority; the other images
+      (and their golds) say which grey levels the structure has. 0: every image on its own.
+      This assumes a label class's images share a grey scale (slices of one volume, CT in HU,
+      the model input that ``annotations.consensus`` passes); see docs/fusion.md.
     """
 
     sensitivity: float = 0.8
@@ -84,6 +92,7 @@ class Prior:
     images: float = 2.0
     gold_weight: float = 10.0
     min_pixels: float = 25.0
+    intensity_images: float = 2.0
 
     def __post_init__(self) -> None:
         for name in ("sensitivity", "precision", "specificity"):
@@ -94,6 +103,8 @@ class Prior:
             value = getattr(self, name)
             if not value > 0.0:
                 raise ValueError(f"prior {name} must be positive, not {value!r}")
+        if not self.intensity_images >= 0.0:
+            raise ValueError(f"prior intensity_images must be zero or positive, not {self.intensity_images!r}")
 
 
 @dataclass(frozen=True)
@@ -206,3 +217,4 @@ class FusionResult:
     prior: Prior
     _packed: Mapping[str, Any] = field(repr=False, default_factory=dict)
     _level_shares: Mapping[str, np.ndarray] = field(repr=False, default_factory=dict)
+    _level_edges: np.ndarray | None = field(repr=False, default=None)
