@@ -147,8 +147,8 @@ def fuse(
     ``init`` warm-starts EM from an earlier result's annotator rates and intensity histograms
     (annotators and images it does not know start from the majority vote), and cuts the
     intensities at its levels: same fixed point, fewer rounds. Without it the levels are cut
-    from ``images`` themselves. ``tol`` is the largest change of any rate, image prior or intensity level's
-    share (a probability) that still counts as converged. ``max_iter``: the fusion benchmark's
+    from ``images`` themselves. ``tol`` is the largest change of any rate, image prior or
+    intensity level's share (a probability) that still counts as converged. ``max_iter``: the fusion benchmark's
     settings settle in 5-30 rounds; with ``Prior(intensity_images=0)`` the histograms creep, up
     to ~190 rounds on its harshest crowd.
     Raises ValueError on malformed input (see the module docstring).
