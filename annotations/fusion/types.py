@@ -207,8 +207,8 @@ class FusionResult:
     """Everything one fusion run estimated. ``images`` and ``annotators`` are keyed by id;
     ``iterations`` is the number of EM rounds run, ``converged`` whether the estimates stopped
     moving by more than ``tol`` before ``max_iter``. Pass it back as ``init`` (or to
-    :func:`~annotations.fusion.update`) to continue from it (its rates, and each image's
-    intensity histograms)."""
+    :func:`~annotations.fusion.update`) to continue from it (its rates, its intensity levels and
+    each image's intensity histograms)."""
 
     images: dict[str, ImageResult]
     annotators: dict[str, AnnotatorEstimate]
