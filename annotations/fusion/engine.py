@@ -48,8 +48,11 @@ Choices that make it work for a crowd:
   histograms start from the other images' (their posteriors, or their golds' truth on gold
   images), worth ``Prior.intensity_images`` times its own voted region, plus
   ``INTENSITY_PSEUDOCOUNT`` pixels at every level: the label class says which grey levels the
-  structure has, the image where exactly it lies. A gold image's own crowd label leans on the
-  other images only, so its gold takes no part in it. The levels are cut once, by the first
+  structure has, the image where exactly it lies. Every image leans on the sum of all images'
+  histograms less its own; a gold image's crowd label, likewise, on that sum less the crowd
+  label's own histograms, so that it is exactly what an image without the gold, with the same
+  votes and intensities, would get (the gold reaches it only through the shared estimates, as
+  through the rates). The levels are cut once, by the first
   fusion; ``update`` and a warm-started ``fuse`` keep them. On a harsh, AI-anchored crowd this
   lifted the worst decile past what any labelling by vote pattern alone can reach
   (docs/fusion.md).
@@ -438,12 +441,14 @@ def _run(
     def intensity_step(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each image's evidence per intensity level, from the posterior ``w`` over its voted
         region and the other images' histograms; the level shares it came from (for the
-        convergence test); and the other images' histograms, (2, images, levels)."""
+        convergence test); and all images' histograms summed, (2, levels)."""
         in_region = counts * voted_region
         fg = np.bincount(row_level, in_region * w, len(packed) * n_levels).reshape(len(packed), n_levels)
         bg = np.bincount(row_level, in_region * (1 - w), len(packed) * n_levels).reshape(len(packed), n_levels)
-        others = _other_images(np.stack((fg, bg)), pooled)
-        return (*_level_evidence(fg, bg, level_used, others, prior.intensity_images * pixels), others)
+        own = np.stack((fg, bg)) * pooled[None, :, None]
+        pool = own.sum(axis=1)
+        others = pool[:, None] - own
+        return (*_level_evidence(fg, bg, level_used, others, prior.intensity_images * pixels), pool)
 
     def m_step(w: np.ndarray) -> tuple[np.ndarray, ...]:
         fg_px = counts * w
@@ -469,7 +474,7 @@ def _run(
     voters_per_row = slot_used.sum(axis=1)[row_img]
     w = np.where(fixed, truth, bits.sum(axis=1) / np.maximum(voters_per_row, 1))
     p, v, f, p_sd, v_sd = m_step(w)
-    by_level, shares, others = intensity_step(w)
+    by_level, shares, pool = intensity_step(w)
     if init is not None:
         for who, est in init.annotators.items():
             if who in index:
@@ -488,7 +493,7 @@ def _run(
         iterations += 1
         w = e_step(p, v, f, by_level)
         new_p, new_v, new_f, p_sd, v_sd = m_step(w)
-        by_level, new_shares, others = intensity_step(w)
+        by_level, new_shares, pool = intensity_step(w)
         change = max(
             float(np.abs(a - b).max(initial=0.0)) for a, b in ((new_p, p), (new_v, v), (new_f, f), (new_shares, shares))
         )
@@ -500,11 +505,10 @@ def _run(
 
     row_w = np.split(w, starts[1:])
     results = {p_.key: _image_result(p_, row_w[i], float(f[i])) for i, p_ in enumerate(packed)}
-    for i, image in enumerate(packed):
+    for image in packed:
         if image.truth is not None:
             voter_rates = [(p[index[who]], v[index[who]]) for who in image.voters]
-            leaning_on = others[:, i, : image.levels]
-            crowd = _crowd_result(image, voter_rates, leaning_on, prior.intensity_images, max_iter, tol)
+            crowd = _crowd_result(image, voter_rates, pool[:, : image.levels], prior.intensity_images, max_iter, tol)
             results[image.key] = _with_crowd(results[image.key], crowd)
 
     # Specificity for ranking (see AnnotatorEstimate): in a band around each fused structure.
@@ -561,7 +565,7 @@ def _image_result(packed: _Packed, w: np.ndarray, foreground_prior: float) -> Im
 def _crowd_result(
     image: _Packed,
     voter_rates: list[tuple[float, float]],
-    others: np.ndarray,
+    pool: np.ndarray,
     intensity_images: float,
     max_iter: int,
     tol: float,
@@ -569,9 +573,11 @@ def _crowd_result(
     """What the votes alone say about gold image ``image`` under the final rates: the E-step an
     image without a gold runs (its prior f from the votes' implied sizes, its voted region the
     marked pixels), on the cells with the gold's split undone, alternating with its intensity
-    step until that settles. ``voter_rates`` holds (sensitivity, precision) per voter slot;
-    ``others`` the other images' intensity histograms, (2, levels), which its own gold is not
-    part of, weighed as in every image's intensity step."""
+    step until that settles. ``voter_rates`` holds (sensitivity, precision) per voter slot.
+    ``pool`` holds all images' intensity histograms summed, (2, levels); like any image, the
+    crowd label leans on the pool less its own histograms (here the crowd label's, where the
+    pool holds the gold's), so it is the same function of the fusion's estimates as the label of
+    an image without a gold with the same votes and intensities."""
     cells, where = np.unique(image.patterns * image.levels + image.bins, return_inverse=True)
     counts = np.bincount(where, weights=image.counts, minlength=len(cells))
     patterns, bins = cells // image.levels, cells % image.levels
@@ -601,7 +607,8 @@ def _crowd_result(
         for _ in range(max_iter if image.levels > 1 else 0):
             fg = np.bincount(bins, counts * voted * w, image.levels)[None]
             bg = np.bincount(bins, counts * voted * (1 - w), image.levels)[None]
-            by_level, new_shares = _level_evidence(fg, bg, used, others[:, None], np.array([intensity_images * pixels]))
+            others = np.maximum(pool[:, None] - np.stack((fg, bg)), 0.0)
+            by_level, new_shares = _level_evidence(fg, bg, used, others, np.array([intensity_images * pixels]))
             w = np.where(voted, _logistic(votes + by_level[0, bins]), 0.0)
             settled = shares is not None and float(np.abs(new_shares - shares).max()) < tol
             shares = new_shares
@@ -626,14 +633,6 @@ def _level_evidence(
     bg = np.where(used, bg + prior[1] + INTENSITY_PSEUDOCOUNT, 0.0)
     shares = np.stack((fg / fg.sum(axis=1, keepdims=True), bg / bg.sum(axis=1, keepdims=True)))
     return _share_evidence(shares, used), shares
-
-
-def _other_images(histograms: np.ndarray, pooled: np.ndarray) -> np.ndarray:
-    """For each image, the sum of the ``pooled`` images' histograms but its own: (2, images,
-    levels) from ``histograms`` of the same shape. A gold image's histograms are its truth's,
-    so its own crowd label leans on the other images only."""
-    own = histograms * pooled[None, :, None]
-    return own.sum(axis=1, keepdims=True) - own
 
 
 def _share_evidence(shares: np.ndarray, used: np.ndarray) -> np.ndarray:
