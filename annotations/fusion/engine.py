@@ -364,8 +364,12 @@ def intensity_edges(images: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarr
     if total == 0:
         return np.zeros(0)
     stride = -(-total // _EDGE_SAMPLE)
-    values = np.concatenate([intensity[marks > 0][::stride] for intensity, marks in images]).astype(np.float64)
-    weights = np.concatenate([marks[marks > 0][::stride] for _, marks in images]).astype(np.float64)
+    values, weights = [], []
+    for intensity, marks in images:
+        voted = marks > 0
+        values.append(intensity[voted][::stride])
+        weights.append(marks[voted][::stride])
+    values, weights = np.concatenate(values).astype(np.float64), np.concatenate(weights).astype(np.float64)
     order = np.argsort(values, kind="stable")
     inside, share = values[order], np.cumsum(weights[order])
     share /= share[-1]

@@ -415,6 +415,8 @@ def test_it_rejects_bad_settings():
         Prior(sensitivity=1.0)
     with pytest.raises(ValueError, match="prior images"):
         Prior(images=0)
+    with pytest.raises(ValueError, match="intensity_images must be zero or positive"):
+        Prior(intensity_images=-1)
 
 
 def test_model_bias_rejects_an_image_the_result_does_not_know():
